@@ -1,0 +1,5 @@
+import sys
+
+from emseg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""`emseg <verb>`: a thin command-line layer over the library.
+
+Every `EmsegError` is printed as one line (``emseg: error: <file>: <problem>``) with exit
+code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from emseg.errors import EmsegError
+
+app = typer.Typer(
+    help="emseg: organelle segmentation, meshes and numbers for volume EM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+VoxelSizeOpt = Annotated[
+    Optional[tuple[float, float, float]],
+    typer.Option("--voxel-size", help="Voxel size Z Y X in nm (overrides the file's metadata)."),
+]
+ChannelOpt = Annotated[Optional[int], typer.Option("--channel", help="Channel to read from an RGB/multichannel image.")]
+
+
+def open_input(path: str, voxel_size=None, channel=None, level: str = "0"):
+    from emseg.io import open_volume
+
+    return open_volume(path, voxel_size, channel=channel, level=level)
+
+
+@app.command()
+def info(
+    path: Annotated[str, typer.Argument(help="Volume: TIFF, slice folder, file.h5:/dataset, zarr, OME-Zarr, N5, MRC.")],
+    voxel_size: VoxelSizeOpt = None,
+    channel: ChannelOpt = None,
+    level: Annotated[str, typer.Option(help="OME-Zarr scale level.")] = "0",
+) -> None:
+    """Print shape, dtype, voxel size, chunks, size and a sample's value range."""
+    import numpy as np
+
+    from emseg.io import describe
+
+    volume = open_input(path, voxel_size, channel, level)
+    for key, value in describe(volume).items():
+        typer.echo(f"{key:>16}: {value}")
+    z = volume.shape[0] // 2
+    sample = volume[z]
+    typer.echo(f"{'values (z=' + str(z) + ')':>16}: min {np.min(sample)}, max {np.max(sample)}, mean {np.mean(sample):.2f}")
+
+
+@app.command()
+def convert(
+    source: Annotated[str, typer.Argument(help="Input volume (any format emseg reads).")],
+    output: Annotated[Path, typer.Argument(help="Output OME-Zarr folder (e.g. out.ome.zarr).")],
+    voxel_size: VoxelSizeOpt = None,
+    chunks: Annotated[int, typer.Option(help="Chunk edge in voxels.")] = 64,
+    levels: Annotated[Optional[int], typer.Option(help="Pyramid levels (default: until small).")] = None,
+    labels: Annotated[bool, typer.Option("--labels", help="Input is a label volume (mode downsampling).")] = False,
+    channel: ChannelOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Convert any volume to OME-Zarr (NGFF 0.4, zarr v2) with a multiscale pyramid."""
+    from emseg.io import write_ome_zarr
+
+    volume = open_input(source, voxel_size, channel)
+    start = time.perf_counter()
+    out = write_ome_zarr(volume, output, chunks=chunks, levels=levels,
+                         kind="labels" if labels else "image", overwrite=overwrite, progress=True)
+    typer.echo(f"wrote {out} ({volume.shape}, {volume.voxel_size} nm) in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's outputs.")] = Path("demo"),
+    size: Annotated[int, typer.Option(help="Edge of the synthetic volume in voxels (x, y; z is half).")] = 128,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Make a synthetic EM volume with ground truth, write it as OME-Zarr and describe it."""
+    from emseg.io import write_ome_zarr
+    from emseg.synth import make_volume
+
+    output.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    synth = make_volume((size // 2, size, size), (8.0, 8.0, 8.0), seed=seed)
+    typer.echo(f"synthetic volume {synth.raw.shape} at 8 nm in {time.perf_counter() - start:.1f} s")
+    raw_path = write_ome_zarr(synth.raw, output / "raw.ome.zarr", synth.voxel_size, overwrite=True)
+    write_ome_zarr(synth.mito_instances, output / "mito_gt.ome.zarr", synth.voxel_size, kind="labels", overwrite=True)
+    typer.echo(f"wrote {raw_path} and {output / 'mito_gt.ome.zarr'}")
+    info(str(raw_path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning `EmsegError` into one line and exit code 2."""
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"emseg: warning: {msg}\n"
+    try:
+        app(args=argv, standalone_mode=False)
+    except EmsegError as err:
+        typer.echo(f"emseg: error: {err}", err=True)
+        return 2
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except typer.Abort:
+        typer.echo("emseg: aborted", err=True)
+        return 1
+    except Exception as err:  # click usage errors
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
