@@ -97,6 +97,15 @@ def demo(
     info(str(raw_path))
 
 
+# Each stage adds its commands in emseg/<stage>/commands.py, which defines
+# ``register(app: typer.Typer)``; list the module here (one line per stage).
+# Keep heavy imports (torch, dask) inside the command functions so `emseg --help` stays fast.
+COMMAND_MODULES: list[str] = [
+]
+for _module in COMMAND_MODULES:
+    __import__(_module, fromlist=["register"]).register(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning `EmsegError` into one line and exit code 2."""
     warnings.formatwarning = lambda msg, cat, *a, **k: f"emseg: warning: {msg}\n"

@@ -8,6 +8,7 @@ conversion never leaves an output that looks finished.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -200,7 +201,7 @@ def build_pyramid(group, kind: Kind, progress: bool = False, start_level: int = 
 
 
 def write_ome_zarr(
-    source: Volume | np.ndarray | str | os.PathLike,
+    source: Volume | np.ndarray | Any | str | os.PathLike,
     path: str | os.PathLike,
     voxel_size: Sequence[float] | None = None,
     chunks: int | Sequence[int] | None = 64,
@@ -213,7 +214,8 @@ def write_ome_zarr(
     attrs: dict | None = None,
     zarr_format: int = 2,
 ) -> Path:
-    """Write ``source`` (a `Volume`, an array or any path `open_volume` reads) as OME-Zarr.
+    """Write ``source`` (a `Volume`, a numpy or dask array, or any path `open_volume` reads)
+    as OME-Zarr. A dask array is computed block by block while it is written.
 
     voxel_size: (z, y, x) nm; defaults to the source's. chunks: int (cube) or (z, y, x).
     levels: number of pyramid levels (``None``: until the coarsest is small). kind:
@@ -225,7 +227,12 @@ def write_ome_zarr(
     from emseg.io.open import open_volume
     from emseg.io.progress import dask_progress
 
-    if isinstance(source, (str, os.PathLike)):
+    lazy = None
+    if isinstance(source, da.Array):  # a lazy pipeline (map_blocks / map_overlap) is written blockwise
+        lazy = source
+        source = array_volume(np.empty((0, 0, 0), dtype=source.dtype), voxel_size or (1.0, 1.0, 1.0))
+        source = dataclasses.replace(source, shape=tuple(int(s) for s in lazy.shape), path="<dask array>")
+    elif isinstance(source, (str, os.PathLike)):
         source = open_volume(source, voxel_size)
     elif not isinstance(source, Volume):
         source = array_volume(np.asarray(source), voxel_size or (1.0, 1.0, 1.0))
@@ -246,7 +253,10 @@ def write_ome_zarr(
                                 zarr_format=zarr_format)
         level0 = group["0"]
         read_chunks = read_chunks_for(source.shape, level0.chunks, out_dtype.itemsize, source.chunks)
-        data = da.from_array(source, chunks=read_chunks, asarray=True, lock=False, fancy=False)
+        if lazy is not None:
+            data = lazy
+        else:
+            data = da.from_array(source, chunks=read_chunks, asarray=True, lock=False, fancy=False)
         if data.dtype != out_dtype:
             data = data.astype(out_dtype)
         with dask_progress("level 0", progress):

@@ -1,0 +1,96 @@
+"""Checkpoints that carry everything needed to use a model (nnU-Net habit).
+
+A checkpoint is one ``torch.save`` file holding a dict::
+
+    {"emseg_checkpoint": 1,
+     "architecture": "unet3d", "model_config": {...},      # registry name + kwargs
+     "state_dict": {...},
+     "voxel_size": [z, y, x] (nm), "normalization": {"mean": m, "std": s},
+     "organelle": "mito", "threshold": 0.5,
+     "training": {...}  # config, iteration, optimizer state, validation scores (optional)
+    }
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from emseg.errors import CorruptFileError, VolumeNotFoundError
+from emseg.models.registry import build
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference plus what is needed to use it."""
+
+    model: nn.Module
+    architecture: str
+    model_config: dict
+    voxel_size: tuple[float, float, float]
+    normalization: dict = field(default_factory=lambda: {"mean": 0.5, "std": 0.25})
+    organelle: str = "object"
+    threshold: float = 0.5
+    training: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, architecture: str, model_config: dict,
+                    voxel_size, normalization: dict, organelle: str = "object", threshold: float = 0.5,
+                    training: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temp file + rename): a killed save never leaves half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "emseg_checkpoint": FORMAT_VERSION,
+        "architecture": architecture,
+        "model_config": dict(model_config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "voxel_size": [float(v) for v in voxel_size],
+        "normalization": {k: float(v) for k, v in normalization.items()},
+        "organelle": organelle,
+        "threshold": float(threshold),
+        "training": training or {},
+    }
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    torch.save(payload, temp)
+    os.replace(temp, target)
+    return target
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw checkpoint dict, with clear errors for missing or corrupt files."""
+    path = Path(path)
+    if not path.exists():
+        raise VolumeNotFoundError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise CorruptFileError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or "emseg_checkpoint" not in payload:
+        raise CorruptFileError(f"{path}: not an emseg checkpoint (missing 'emseg_checkpoint' key)")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model from a checkpoint, in eval mode on ``device``."""
+    payload = read_checkpoint(path)
+    try:
+        model = build(payload["architecture"], **payload["model_config"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, RuntimeError) as exc:
+        raise CorruptFileError(f"{path}: checkpoint does not match its architecture ({exc})") from None
+    model.eval().to(device)
+    return LoadedModel(
+        model=model, architecture=payload["architecture"], model_config=payload["model_config"],
+        voxel_size=tuple(payload["voxel_size"]), normalization=payload["normalization"],
+        organelle=payload.get("organelle", "object"), threshold=payload.get("threshold", 0.5),
+        training=payload.get("training", {}), path=str(path))
