@@ -1,0 +1,1 @@
+"""Graph cut from sparse brush strokes to dense 3D annotation."""

@@ -1,0 +1,1 @@
+"""Block plans, the done-block ledger and execution on Dask."""

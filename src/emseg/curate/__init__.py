@@ -1,0 +1,1 @@
+"""CEM500K curation: patches, dHash deduplication, informativeness filter, patch store."""

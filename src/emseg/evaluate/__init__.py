@@ -1,0 +1,1 @@
+"""Voxel and instance scores of predictions against ground truth."""

@@ -1,0 +1,1 @@
+"""Per-object measurements (nm units) and meshes."""

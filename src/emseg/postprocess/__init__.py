@@ -1,0 +1,1 @@
+"""Probabilities → labels: threshold, blockwise connected components, size filter, conflicts."""

@@ -1,0 +1,1 @@
+"""Model + Volume → probability maps, blockwise and resumable."""

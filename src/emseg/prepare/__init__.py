@@ -1,0 +1,1 @@
+"""Data preparation across cells: blockwise CLAHE, sample masks, exclusion masks, histogram matching."""

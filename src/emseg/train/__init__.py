@@ -1,0 +1,1 @@
+"""Training 3D U-Nets from loose annotations: data config, sampling, augmentation, loss, validation, checkpoints."""
