@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -180,7 +181,7 @@ def downsample_block(block: np.ndarray, factors: Sequence[int], kind: Kind) -> n
     return np.take_along_axis(windows, best[..., None], axis=-1)[..., 0]
 
 
-def build_pyramid(group, kind: Kind, progress: bool = False, start_level: int = 1) -> None:
+def build_pyramid(group, kind: Kind, progress: bool = False, start_level: int = 1, pool=None) -> None:
     """Fill levels ``start_level``.. of an OME-Zarr group from the level before, blockwise."""
     import dask.array as da
 
@@ -197,7 +198,7 @@ def build_pyramid(group, kind: Kind, progress: bool = False, start_level: int = 
             chunks=tuple(tuple(math.ceil(c / f) for c in cs) for cs, f in zip(source.chunks, factors)),
         )
         with dask_progress(f"level {level}", progress):
-            da.store(out, dst, lock=False, scheduler="threads")
+            da.store(out, dst, lock=False, scheduler="threads", pool=pool)
 
 
 def write_ome_zarr(
@@ -247,6 +248,8 @@ def write_ome_zarr(
         raise EmsegError(f"{source.path}: labels must be integers, got dtype {out_dtype}")
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    # our own pool: on failure we wait for blocks still in flight before removing the temp folder
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
     try:
         group = create_ome_zarr(temp, source.shape, out_dtype, voxel_size, chunks, levels, kind,
                                 name=target.name, attrs={"source": str(source.path), **(attrs or {})},
@@ -260,8 +263,8 @@ def write_ome_zarr(
         if data.dtype != out_dtype:
             data = data.astype(out_dtype)
         with dask_progress("level 0", progress):
-            da.store(data, level0, lock=False, scheduler="threads")
-        build_pyramid(group, kind, progress)
+            da.store(data, level0, lock=False, scheduler="threads", pool=pool)
+        build_pyramid(group, kind, progress, pool=pool)
         emseg_attrs = dict(group.attrs.get("emseg", {}))
         group.attrs["emseg"] = {**emseg_attrs, "complete": True}
         if target.exists():
@@ -272,6 +275,7 @@ def write_ome_zarr(
         else:
             os.replace(temp, target)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
     return target

@@ -371,6 +371,7 @@ def open_n5(path: str, inner: str) -> Volume:
     except Exception as err:  # noqa: BLE001
         raise CorruptFileError(f"{target}: cannot open N5 dataset ({err})") from err
     attrs = json.loads((Path(target) / "attributes.json").read_text())
+    store = store.T  # N5 order is (x, y, z); emseg's is (z, y, x)
     chunks = store.chunk_layout.read_chunk.shape
     return finish_array_volume(
         target, store.shape, store.dtype.numpy_dtype, n5_voxel_size(attrs),

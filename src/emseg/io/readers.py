@@ -133,7 +133,9 @@ class TensorstoreReader(LazyHandle):
         import tensorstore as ts
 
         spec = {"driver": self.driver, "kvstore": {"driver": "file", "path": self.path}}
-        return ts.open(spec, read=True, open=True).result()
+        store = ts.open(spec, read=True, open=True).result()
+        # N5 lists dimensions x fastest (x, y, z); present them as (z, y, x) like z5py does
+        return store.T if self.driver == "n5" else store
 
     def __call__(self, region: Region) -> np.ndarray:
         return self.handle[region].read().result()
