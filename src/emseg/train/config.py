@@ -1,0 +1,145 @@
+"""Training configuration (YAML on disk, validated by pydantic, saved in every checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from emseg.errors import ConfigError
+
+Roi = list[list[int]]  # [[z0, z1], [y0, y1], [x0, x1]] in voxels
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(Strict):
+    """One annotated volume: raw + labels (+ masks), optionally limited to an ROI."""
+
+    name: str = ""
+    raw: str
+    labels: str
+    label_values: Union[list[int], Literal["nonzero"]] = "nonzero"
+    sample_mask: str | None = None
+    metric_mask: str | None = None
+    exclusion_width: int | None = Field(default=None, ge=0)
+    roi: Roi | None = None
+    weight: float | None = Field(default=None, gt=0)
+    voxel_size: list[float] | None = None
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_shape(cls, roi: Roi | None) -> Roi | None:
+        if roi is not None and (len(roi) != 3 or any(len(r) != 2 or r[1] <= r[0] for r in roi)):
+            raise ValueError("roi must be [[z0, z1], [y0, y1], [x0, x1]] with z0 < z1 etc.")
+        return roi
+
+
+class Augment(Strict):
+    mirror: bool = True
+    transpose: bool = True
+    elastic_probability: float = Field(default=0.5, ge=0, le=1)
+    control_point_spacing: int = 32
+    jitter_sigma: float = 2.0
+    rotate: bool = True
+    intensity_scale: float = 0.15
+    intensity_shift: float = 0.15
+    noise_probability: float = Field(default=0.0, ge=0, le=1)
+    blur_probability: float = Field(default=0.0, ge=0, le=1)
+
+
+class Sampling(Strict):
+    min_foreground: float = 0.05
+    reject_probability: float = Field(default=0.9, ge=0, le=1)
+    min_annotated: float = 0.5
+
+
+class TrainConfig(Strict):
+    """Everything `emseg train` needs; see docs/training.md."""
+
+    organelle: str = "object"
+    model: dict = Field(default_factory=lambda: {"architecture": "unet3d"})
+    output_shape: list[int] = [44, 44, 44]
+    train: list[Source]
+    validation: list[Source] = []
+    iterations: int = Field(default=10000, gt=0)
+    batch_size: int = Field(default=1, gt=0)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    weight_decay: float = 0.0
+    loss: Literal["bce", "bce+dice"] = "bce"
+    validate_every: int = Field(default=500, gt=0)
+    checkpoint_every: int = Field(default=500, gt=0)
+    max_minutes: float | None = None
+    threshold: float = 0.5
+    augment: Augment = Augment()
+    sampling: Sampling = Sampling()
+    normalization: dict[str, float] | None = None
+    num_workers: int = Field(default=1, ge=0)
+    in_memory_limit_gb: float = 4.0
+    seed: int = 0
+    output_dir: str = "runs/model"
+    device: str = "auto"
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training YAML; relative paths are taken from the YAML's folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: training config not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    config = parse_config(raw, str(path))
+    return resolve_paths(config, path.parent)
+
+
+def parse_config(raw: dict, where: str = "config") -> TrainConfig:
+    """Validate a dict; errors name the source (train[1] …) and the key."""
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"]
+            label = describe_location(raw, loc)
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{label}: {message}")
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+
+
+def describe_location(raw: dict, loc: tuple) -> str:
+    """``train[1] 'cell2' → weight`` style location for error messages."""
+    parts = []
+    if len(loc) >= 2 and loc[0] in ("train", "validation") and isinstance(loc[1], int):
+        name = ""
+        try:
+            name = raw[loc[0]][loc[1]].get("name", "")
+        except (KeyError, IndexError, AttributeError, TypeError):
+            pass
+        parts.append(f"source {loc[0]}[{loc[1]}]" + (f" '{name}'" if name else ""))
+        loc = loc[2:]
+    parts += [str(p) for p in loc]
+    return " → ".join(parts) if parts else "config"
+
+
+def resolve_paths(config: TrainConfig, base: Path) -> TrainConfig:
+    def fix(p: str | None) -> str | None:
+        if p is None:
+            return None
+        file_part, sep, inner = p.partition(".h5:") if ".h5:" in p else (p, "", "")
+        candidate = Path(file_part)
+        if not candidate.is_absolute() and (base / candidate).exists():
+            return str(base / candidate) + (sep + inner if sep else "")
+        return p
+
+    for source in [*config.train, *config.validation]:
+        source.raw, source.labels = fix(source.raw), fix(source.labels)  # type: ignore[assignment]
+        source.sample_mask, source.metric_mask = fix(source.sample_mask), fix(source.metric_mask)
+    return config

@@ -1,0 +1,39 @@
+"""Class-balanced binary cross-entropy masked by the sample mask (optionally + soft Dice)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def foreground_logits(logits: torch.Tensor) -> torch.Tensor:
+    """One logit per voxel: the sigmoid channel, or the softmax log-odds of class 1."""
+    return logits[:, :1] if logits.shape[1] == 1 else (logits[:, 1:2] - logits[:, :1])
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BCE where foreground and background inside ``mask`` weigh half each (ASEM style);
+    voxels outside ``mask`` (not annotated) do not count."""
+    logit = foreground_logits(logits)
+    fg = (target * mask).sum()
+    bg = ((1 - target) * mask).sum()
+    w_fg = 0.5 / fg.clamp(min=1.0) if fg > 0 else torch.zeros((), device=logit.device)
+    w_bg = 0.5 / bg.clamp(min=1.0) if bg > 0 else torch.zeros((), device=logit.device)
+    weights = mask * (target * w_fg + (1 - target) * w_bg)
+    if fg == 0 or bg == 0:  # one class only: plain mean over the annotated voxels
+        weights = mask / mask.sum().clamp(min=1.0)
+    return F.binary_cross_entropy_with_logits(logit, target, weight=weights, reduction="sum")
+
+
+def soft_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    prob = torch.sigmoid(foreground_logits(logits)) * mask
+    target = target * mask
+    return 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
+
+
+def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``"bce"`` or ``"bce+dice"``."""
+    loss = balanced_bce(logits, target, mask)
+    if name == "bce+dice":
+        loss = loss + soft_dice(logits, target, mask)
+    return loss

@@ -1,0 +1,68 @@
+"""Validation: predict whole validation ROIs in memory, tile by tile, and score them.
+
+(The blockwise, out-of-memory engine is `emseg.predict`; validation ROIs are small.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from emseg.masks import boundary_exclusion_mask
+from emseg.metrics import Counts, confusion_counts, scores_from_counts
+from emseg.models.normalization import unit_scale
+
+
+def tile_starts(size: int, tile: int) -> list[int]:
+    """Tile origins covering ``size``; the last tile is shifted back to end at ``size``."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile))
+    return starts + [size - tile]
+
+
+@torch.inference_mode()
+def predict_in_memory(model, raw: np.ndarray, normalization: dict, output_tile=None,
+                      device: torch.device | str = "cpu") -> np.ndarray:
+    """Foreground probability (float32, same shape as ``raw``) of a valid-conv model."""
+    output_tile = output_tile or model.output_shape(model.valid_input_shape((96, 96, 96)))
+    output_tile = tuple(min(t, max(n, 1)) for t, n in zip(output_tile, raw.shape))
+    input_tile = model.input_shape_for(output_tile)
+    output_tile = model.output_shape(input_tile)
+    context = [(i - o) // 2 for i, o in zip(input_tile, output_tile)]
+    pad = [(c, i - o - c + max(0, o - n)) for c, i, o, n in zip(context, input_tile, output_tile, raw.shape)]
+    x = (unit_scale(raw) - np.float32(normalization["mean"])) / np.float32(normalization["std"])
+    x = np.pad(x, pad, mode="symmetric")
+    out = np.zeros(raw.shape, np.float32)
+    was_training = model.training
+    model.eval()
+    for z in tile_starts(raw.shape[0], output_tile[0]):
+        for y in tile_starts(raw.shape[1], output_tile[1]):
+            for xx in tile_starts(raw.shape[2], output_tile[2]):
+                block = x[z:z + input_tile[0], y:y + input_tile[1], xx:xx + input_tile[2]]
+                logits = model(torch.from_numpy(np.ascontiguousarray(block))[None, None].to(device))
+                prob = model.probabilities(logits)[0, 0].float().cpu().numpy()
+                box = tuple(slice(s, min(s + o, n)) for s, o, n in zip((z, y, xx), output_tile, raw.shape))
+                out[box] = prob[tuple(slice(0, b.stop - b.start) for b in box)]
+    model.train(was_training)
+    return out
+
+
+def validate(model, sources, normalization: dict, threshold: float = 0.5, device="cpu",
+             output_tile=None) -> dict[str, float]:
+    """Voxel precision/recall/F1/IoU over all validation sources, inside sample ∧ metric mask."""
+    total = Counts()
+    for source in sources:
+        full = tuple(source.shape)
+        raw = source.raw.read((0, 0, 0), full)
+        target = source.target.read((0, 0, 0), full)
+        prob = predict_in_memory(model, raw, normalization, output_tile, device)
+        mask = np.ones(full, bool)
+        if source.sample_mask is not None:
+            mask &= source.sample_mask.read((0, 0, 0), full) > 0
+        if source.metric_mask is not None:
+            mask &= source.metric_mask.read((0, 0, 0), full) > 0
+        if source.exclusion_width:
+            mask &= boundary_exclusion_mask(target, source.exclusion_width) > 0
+        total = total + confusion_counts(prob >= threshold, target > 0, mask)
+    return scores_from_counts(total)

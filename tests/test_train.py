@@ -1,0 +1,144 @@
+"""Training from loose annotations: config errors, sampler, augmentation, loss, training,
+resume and fine-tuning on small synthetic volumes with tiny networks."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from emseg.errors import ConfigError
+from emseg.synth import make_volume
+from emseg.train import Trainer, finetune, parse_config, train
+from emseg.train.augment import random_transpose
+from emseg.train.config import Augment, Sampling
+from emseg.train.data import BlockSampler, open_source
+from emseg.train.loss import balanced_bce
+from emseg.train.validate import validate
+
+TINY = {"architecture": "unet3d", "fmaps": 4, "downsample_factors": [[2, 2, 2], [2, 2, 2]]}
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    """A synthetic cell written as TIFFs: raw, mito labels, a loose sample mask."""
+    folder = tmp_path_factory.mktemp("cell")
+    synth = make_volume((48, 96, 96), (8.0, 8.0, 8.0), seed=1)
+    mask = np.zeros(synth.raw.shape, np.uint8)
+    mask[:, :, :72] = 1  # only part of the volume is annotated
+    for name, data in [("raw", synth.raw), ("mito", synth.mito.astype(np.uint8)), ("mask", mask)]:
+        tifffile.imwrite(folder / f"{name}.tif", data)
+    return folder, synth
+
+
+def config(folder, **extra):
+    base = {"model": TINY, "output_shape": [24, 24, 24], "num_workers": 0, "learning_rate": 1e-3,
+            "train": [{"name": "cellA", "raw": str(folder / "raw.tif"), "labels": str(folder / "mito.tif"),
+                       "voxel_size": [8, 8, 8], "roi": [[0, 32], [0, 96], [0, 96]]}],
+            "validation": [{"raw": str(folder / "raw.tif"), "labels": str(folder / "mito.tif"),
+                            "voxel_size": [8, 8, 8], "roi": [[32, 48], [0, 96], [0, 96]], "exclusion_width": 1}]}
+    base.update(extra)
+    return parse_config(base)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update(colour="red"), "source train[0] 'cellA' → colour: unknown key"),
+    (lambda s: s.update(raw="missing.tif"), "source cellA: missing.tif: no such file"),
+    (lambda s: s.update(labels="__small__"), "source cellA: labels shape"),
+    (lambda s: s.update(roi=[[0, 10], [0, 96], [0, 200]]), "source cellA: roi"),
+    (lambda s: s.update(label_values=[7]), "source cellA: no foreground"),
+])
+def test_bad_config_names_the_source(cell, tmp_path, change, message):
+    folder, _ = cell
+    tifffile.imwrite(tmp_path / "small.tif", np.ones((4, 8, 8), np.uint8))
+    raw = config(folder).model_dump()
+    change(raw["train"][0])
+    if raw["train"][0].get("labels") == "__small__":
+        raw["train"][0]["labels"] = str(tmp_path / "small.tif")
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        cfg = parse_config(raw)
+        Trainer(cfg, progress=False)
+
+
+def test_sampler_is_picklable_and_respects_masks(cell):
+    folder, _ = cell
+    source_cfg = config(folder).train[0].model_copy(update={"sample_mask": str(folder / "mask.tif")})
+    source = open_source(source_cfg, "train[0]")
+    sampler = BlockSampler([source], (64, 64, 64), (24, 24, 24), {"mean": 0.5, "std": 0.2},
+                           Augment(), Sampling(min_annotated=0.0), seed=0)
+    clone = pickle.loads(pickle.dumps(sampler))
+    rng = np.random.default_rng(0)
+    fg = []
+    for _ in range(12):
+        block = clone.sample(rng)
+        assert block["raw"].shape == (1, 64, 64, 64) and block["target"].shape == (1, 24, 24, 24)
+        assert set(np.unique(block["mask"].numpy())) <= {0.0, 1.0}
+        fg.append(float((block["target"] * block["mask"]).sum() / block["mask"].sum().clamp(min=1)))
+    assert np.mean([f >= 0.05 for f in fg]) > 0.5  # foreground-biased sampling
+
+
+def test_transpose_only_between_equal_voxel_sizes():
+    rng = np.random.default_rng(0)
+    block = np.arange(4 * 4 * 4).reshape(4, 4, 4)
+    for _ in range(20):
+        (out,) = random_transpose((block,), (40.0, 8.0, 8.0), rng)
+        assert np.array_equal(np.sort(out[0].ravel()), np.sort(block[0].ravel()))  # z stays z
+    seen = {random_transpose((block,), (8.0, 8.0, 8.0), rng)[0].tobytes() for _ in range(40)}
+    assert len(seen) > 2  # isotropic: z is swapped too
+
+
+def test_loss_ignores_unannotated_voxels():
+    logits = torch.randn(1, 1, 6, 6, 6)
+    target = (torch.rand(1, 1, 6, 6, 6) > 0.5).float()
+    mask = torch.zeros_like(target)
+    mask[..., :3] = 1
+    other = target.clone()
+    other[..., 3:] = 1 - other[..., 3:]  # change labels only where mask = 0
+    assert torch.isclose(balanced_bce(logits, target, mask), balanced_bce(logits, other, mask))
+    assert not torch.isclose(balanced_bce(logits, target, torch.ones_like(mask)),
+                             balanced_bce(logits, other, torch.ones_like(mask)))
+
+
+@pytest.mark.timeout(300)
+def test_train_resume_and_outputs(cell, tmp_path):
+    folder, _ = cell
+    cfg = config(folder, iterations=6, validate_every=3, checkpoint_every=3, output_dir=str(tmp_path / "run"))
+    trainer = train(cfg, progress=False)
+    assert (tmp_path / "run" / "best.pt").exists() and (tmp_path / "run" / "curves.png").exists()
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("iteration,loss") and len(log) == 3  # validations at 3 and 6
+    first = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    resumed = Trainer(cfg.model_copy(update={"iterations": 9}), resume=True, progress=False)
+    assert resumed.iteration == 6
+    assert all(torch.equal(first[k], v) for k, v in resumed.model.state_dict().items())
+    resumed.run()
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert state["training"]["iteration"] == 9 and state["training"]["config"]["iterations"] == 9
+    assert state["normalization"] == trainer.normalization and state["voxel_size"] == [8.0, 8.0, 8.0]
+
+
+@pytest.mark.timeout(300)
+def test_finetune_improves_f1_on_new_cell(cell, tmp_path):
+    """A model trained on cell A meets cell B with inverted contrast (another preparation):
+    fine-tuning on a small annotation of B changes the model and raises validation F1 on B."""
+    folder, synth = cell
+    cfg_a = config(folder, iterations=10, validate_every=10, output_shape=[16, 16, 16], output_dir=str(tmp_path / "a"))
+    trained = train(cfg_a, progress=False)
+    other = make_volume((48, 96, 96), (8.0, 8.0, 8.0), seed=4)
+    tifffile.imwrite(tmp_path / "b_raw.tif", 255 - other.raw)
+    tifffile.imwrite(tmp_path / "b_mito.tif", other.mito.astype(np.uint8))
+    b = {"raw": str(tmp_path / "b_raw.tif"), "labels": str(tmp_path / "b_mito.tif"), "voxel_size": [8, 8, 8]}
+    cfg_b = config(folder, output_dir=str(tmp_path / "b"), validate_every=60, output_shape=[16, 16, 16],
+                   learning_rate=3e-3,
+                   train=[{**b, "roi": [[0, 32], [0, 96], [0, 96]]}],
+                   validation=[{**b, "roi": [[32, 48], [0, 96], [0, 96]]}])
+    before = Trainer(cfg_b, init_from=str(tmp_path / "a" / "best.pt"), progress=False)
+    f1_before = validate(before.model, before.val_sources, before.normalization)["f1"]
+    tuned = finetune(str(tmp_path / "a" / "best.pt"), cfg_b, iterations=60, progress=False)
+    f1_after = validate(tuned.model, tuned.val_sources, tuned.normalization)["f1"]
+    changed = any(not torch.equal(a, b) for a, b in zip(trained.model.state_dict().values(),
+                                                          tuned.model.state_dict().values()))
+    assert changed and f1_after > f1_before + 0.05, (f1_before, f1_after)
