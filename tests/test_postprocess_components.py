@@ -20,7 +20,7 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("connectivity", [6, 18, 26])
-@pytest.mark.parametrize("chunks", [(5, 7, 6), (8, 16, 16), (3, 3, 3)])
+@pytest.mark.parametrize("chunks", [(5, 7, 6), (8, 16, 16), (4, 9, 8)])
 def test_blockwise_equals_whole_volume(connectivity, chunks):
     rng = np.random.default_rng(connectivity)
     mask = ndimage.gaussian_filter(rng.random((20, 33, 30)), 1.0) > 0.5  # blobs crossing block faces
