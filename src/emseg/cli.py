@@ -103,6 +103,7 @@ def demo(
 COMMAND_MODULES: list[str] = [
     "emseg.postprocess.commands",
     "emseg.evaluate.commands",
+    "emseg.measure.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)

@@ -5,41 +5,12 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from emseg.errors import InvalidValuesError, InvalidVoxelSizeError, ShapeMismatchError
+from emseg.errors import InvalidValuesError
 
 IOU_THRESHOLDS = (0.5, 0.75)
-
-
-def check_pair(reference, other, role: str) -> None:
-    """Same shape and voxel size, or an error that names both files and both values."""
-    if tuple(other.shape) != tuple(reference.shape):
-        raise ShapeMismatchError(f"{role} {other.path} has shape {tuple(other.shape)} but prediction "
-                                 f"{reference.path} has shape {tuple(reference.shape)}")
-    if not np.allclose(other.voxel_size, reference.voxel_size, rtol=1e-3):
-        raise InvalidVoxelSizeError(f"{role} {other.path} has voxel size {other.voxel_size} nm but prediction "
-                                    f"{reference.path} has {reference.voxel_size} nm")
-
-
-def _instances(volume, data, mask, probability: bool, threshold: float, connectivity: int, workdir: Path,
-               name: str, progress: bool):
-    """An instance label Volume: the input itself when it already holds instance ids, else
-    connected components of its foreground written to ``workdir``."""
-    import dask.array as da
-
-    from emseg.io import open_volume, write_ome_zarr
-    from emseg.postprocess.components import connected_components
-
-    if not probability and int(da.max(data).compute(scheduler="threads")) > 1:
-        return volume
-    labels, _ = connected_components(mask, connectivity, progress=progress)
-    path = workdir / f"{name}.ome.zarr"
-    write_ome_zarr(labels, path, volume.voxel_size, chunks=[c[0] for c in data.chunks], levels=1, kind="labels",
-                   progress=progress)
-    return open_volume(str(path))
 
 
 def evaluate(
@@ -67,7 +38,7 @@ def evaluate(
     from emseg.evaluate.voxel import sweep_counts, sweep_table, voxel_counts
     from emseg.metrics import scores_from_counts
     from emseg.postprocess.ops import check_threshold, foreground, probability_scale, threshold_mask
-    from emseg.postprocess.pipeline import is_probability, open_input, processing_chunks
+    from emseg.postprocess.pipeline import as_instances, check_same_grid, is_probability, open_input, processing_chunks
     from emseg.postprocess.regions import boxes, label_table
 
     threshold = check_threshold(threshold)
@@ -75,14 +46,14 @@ def evaluate(
         raise InvalidValuesError("give either a metric mask or an exclusion width, not both")
     pred_v = open_input(pred, voxel_size)
     true_v = open_input(truth, voxel_size or pred_v.voxel_size if isinstance(truth, np.ndarray) else voxel_size)
-    check_pair(pred_v, true_v, "ground truth")
+    check_same_grid(pred_v, true_v, "ground truth", "prediction")
     if np.dtype(true_v.dtype).kind not in "uib":
         raise InvalidValuesError(f"ground truth {true_v.path}: labels must be integers, got dtype {true_v.dtype}")
     masks = {}
     for role, source in (("sample mask", sample_mask), ("metric mask", metric_mask)):
         if source is not None:
             masks[role] = open_input(source, pred_v.voxel_size if isinstance(source, np.ndarray) else voxel_size)
-            check_pair(pred_v, masks[role], role)
+            check_same_grid(pred_v, masks[role], role, "prediction")
     chunks, _ = processing_chunks(pred_v.shape, block)
     pred_data, true_data = pred_v.to_dask(chunks), true_v.to_dask(chunks)
     probability = is_probability(pred_v)
@@ -107,10 +78,9 @@ def evaluate(
         result["sweep"] = sweep_table(thresholds, counts)
     if instances:
         with tempfile.TemporaryDirectory(prefix="emseg-evaluate-") as tmp:
-            pred_i = _instances(pred_v, pred_data, pred_mask, probability, threshold, connectivity, Path(tmp),
-                                "pred", progress)
-            true_i = _instances(true_v, true_data, true_mask, False, threshold, connectivity, Path(tmp),
-                                "truth", progress)
+            pred_i = as_instances(pred_v, chunks, tmp, pred_mask if probability else None, connectivity,
+                                  progress, "pred")
+            true_i = as_instances(true_v, chunks, tmp, None, connectivity, progress, "truth")
             p_lab, t_lab = pred_i.to_dask(chunks), true_i.to_dask(chunks)
             if sample is not None:  # objects are judged on their annotated part only
                 p_lab, t_lab = p_lab * sample.astype(p_lab.dtype), t_lab * sample.astype(t_lab.dtype)

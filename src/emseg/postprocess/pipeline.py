@@ -157,3 +157,37 @@ def postprocess_classes(
                    progress=progress, attrs={"classes": {str(i + 1): n for i, n in enumerate(names)},
                                              "thresholds": [float(t) for t in thresholds]})
     return {"output": str(output), "classes": names, "shape": first.shape}
+
+
+def check_same_grid(reference, other, role: str, reference_role: str) -> None:
+    """Same shape and voxel size, or an error that names both files and both values."""
+    from emseg.errors import InvalidVoxelSizeError
+
+    if tuple(other.shape) != tuple(reference.shape):
+        raise ShapeMismatchError(f"{role} {other.path} has shape {tuple(other.shape)} but {reference_role} "
+                                 f"{reference.path} has shape {tuple(reference.shape)}")
+    if not np.allclose(other.voxel_size, reference.voxel_size, rtol=1e-3):
+        raise InvalidVoxelSizeError(f"{role} {other.path} has voxel size {other.voxel_size} nm but {reference_role} "
+                                    f"{reference.path} has {reference.voxel_size} nm")
+
+
+def as_instances(volume, chunks, workdir: str | os.PathLike, mask=None, connectivity: int = 26,
+                 progress: bool = False, name: str = "instances"):
+    """An instance label Volume: ``volume`` itself when it holds instance ids (max > 1), else
+    connected components of ``mask`` (default: its non-zero voxels) written under ``workdir``."""
+    import dask.array as da
+
+    from emseg.io import open_volume, write_ome_zarr
+    from emseg.postprocess.components import connected_components
+    from emseg.postprocess.ops import foreground
+
+    data = volume.to_dask(chunks)
+    if mask is None:
+        if int(da.max(data).compute(scheduler="threads")) > 1:
+            return volume
+        mask = foreground(data)
+    labels, _ = connected_components(mask, connectivity, progress=progress)
+    path = Path(workdir) / f"{name}.ome.zarr"
+    write_ome_zarr(labels, path, volume.voxel_size, chunks=[c[0] for c in data.chunks], levels=1, kind="labels",
+                   progress=progress)
+    return open_volume(str(path))
