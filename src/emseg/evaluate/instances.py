@@ -92,13 +92,13 @@ def match(ov: Overlaps, iou_threshold: float) -> list[tuple[int, int, float]]:
 
 
 def instance_scores(n_pred: int, n_true: int, n_matched: int) -> dict[str, float]:
-    """Instance precision, recall and F1 = TP / (TP + (FP + FN) / 2); 1.0 when both are empty."""
+    """Instance precision, recall and F1 = TP / (TP + (FP + FN) / 2), with the empty-case
+    rules of `emseg.metrics.scores_from_counts` (1.0 when both are empty)."""
+    from emseg.metrics import Counts, scores_from_counts
+
     tp, fp, fn = n_matched, n_pred - n_matched, n_true - n_matched
-
-    def ratio(num, den):
-        return float(num / den) if den > 0 else (1.0 if fp == 0 and fn == 0 else 0.0)
-
-    return {"precision": ratio(tp, tp + fp), "recall": ratio(tp, tp + fn), "f1": ratio(tp, tp + (fp + fn) / 2),
+    scores = scores_from_counts(Counts(tp, fp, fn))
+    return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
             "tp": tp, "fp": fp, "fn": fn, "n_pred": n_pred, "n_true": n_true}
 
 
