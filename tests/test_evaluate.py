@@ -127,3 +127,11 @@ def test_sweep_equals_single_thresholds_and_cli_writes_json_and_png(tmp_path, sy
     assert [r["threshold"] for r in saved["sweep"]] == [0.2, 0.4, 0.6, 0.8]
     assert (tmp_path / "eval.sweep.png").stat().st_size > 1000
     assert "instances IoU≥0.5" in capsys.readouterr().out
+
+
+def test_cli_reports_mismatch_with_both_shapes(tmp_path, capsys):
+    write_ome_zarr(np.zeros((4, 8, 8), np.uint8), tmp_path / "a.ome.zarr", VS, levels=1, kind="labels")
+    write_ome_zarr(np.zeros((4, 8, 6), np.uint8), tmp_path / "b.ome.zarr", VS, levels=1, kind="labels")
+    assert main(["evaluate", str(tmp_path / "a.ome.zarr"), str(tmp_path / "b.ome.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "(4, 8, 6)" in err and "(4, 8, 8)" in err and "b.ome.zarr" in err and "a.ome.zarr" in err

@@ -98,8 +98,6 @@ def measure(labels, raw=None, voxel_size: Sequence[float] | None = None, surface
 
 
 def _measure(volume, raw, voxel_size, surface: bool, chunks, progress: bool):
-    from tqdm.auto import tqdm
-
     from emseg.measure.meshes import surface_area_nm2
     from emseg.postprocess.pipeline import check_same_grid, open_input
     from emseg.postprocess.regions import label_table
@@ -116,10 +114,16 @@ def _measure(volume, raw, voxel_size, surface: bool, chunks, progress: bool):
     hi = table[[f"hi_{a}" for a in AXES]].to_numpy()
     out["touches_border"] = (lo == 0).any(axis=1) | (hi == shape - 1).any(axis=1)
     if surface:
-        areas = []
-        for label, l, h in tqdm(list(zip(table.index, lo, hi)), desc="surfaces", disable=not progress, leave=False):
-            mask, _ = read_object(volume, int(label), (l, h))
-            areas.append(surface_area_nm2(mask, volume.voxel_size))
+        import dask
+
+        from emseg.io.progress import dask_progress
+
+        def area(label, box):
+            return surface_area_nm2(read_object(volume, int(label), box)[0], volume.voxel_size)
+
+        tasks = [dask.delayed(area)(label, (l, h)) for label, l, h in zip(table.index, lo, hi)]
+        with dask_progress("surfaces", progress):
+            areas = dask.compute(*tasks, scheduler="threads")
         out["surface_area_nm2"] = np.asarray(areas, np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             out["sphericity"] = np.pi ** (1 / 3) * (6 * out["volume_nm3"]) ** (2 / 3) / out["surface_area_nm2"]
