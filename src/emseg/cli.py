@@ -102,6 +102,9 @@ def demo(
 # Keep heavy imports (torch, dask) inside the command functions so `emseg --help` stays fast.
 COMMAND_MODULES: list[str] = [
     "emseg.train.commands",
+    "emseg.postprocess.commands",
+    "emseg.evaluate.commands",
+    "emseg.measure.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)

@@ -1,0 +1,193 @@
+"""`postprocess`: probability map(s) → OME-Zarr label volume, blockwise through Dask."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, field_validator
+
+from emseg.errors import InvalidValuesError, ShapeMismatchError
+
+OUT_CHUNK = 64  # zarr chunk edge of written labels; processing blocks are multiples of it
+
+
+class PostprocessConfig(BaseModel):
+    """Settings of one post-processing run (saved in the output's metadata)."""
+
+    threshold: float = Field(0.5, description="probability threshold in [0, 1]")
+    connectivity: int = Field(26, description="6, 18 or 26")
+    min_size_nm3: float = Field(0.0, ge=0, description="drop objects smaller than this (nm³)")
+    fill_holes: bool = False
+    opening_vox: int = Field(0, ge=0)
+    closing_vox: int = Field(0, ge=0)
+    block: tuple[int, int, int] = (128, 256, 256)
+    input: Literal["auto", "probability", "labels"] = Field(
+        "auto", description="auto: floats and emseg uint8 images are probabilities, other integers labels")
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, v: float) -> float:
+        from emseg.postprocess.ops import check_threshold
+
+        return check_threshold(v)
+
+    @field_validator("connectivity")
+    @classmethod
+    def _connectivity(cls, v: int) -> int:
+        from emseg.postprocess.components import check_connectivity
+
+        return check_connectivity(v)
+
+
+def processing_chunks(shape: Sequence[int], block: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(processing block, zarr chunk): the block is a multiple of the chunk so that parallel
+    writes never share a chunk."""
+    out_chunks = tuple(max(1, min(OUT_CHUNK, int(b), int(s))) for b, s in zip(block, shape))
+    blocks = tuple(min(int(s), max(c, (int(b) // c) * c)) for b, c, s in zip(block, out_chunks, shape))
+    return blocks, out_chunks
+
+
+def open_input(source, voxel_size=None):
+    from emseg.io import Volume, array_volume, open_volume
+
+    if isinstance(source, Volume):
+        return source.with_voxel_size(voxel_size) if voxel_size else source
+    if isinstance(source, np.ndarray):
+        return array_volume(source, voxel_size or (1.0, 1.0, 1.0))
+    return open_volume(str(source), voxel_size)
+
+
+def min_size_voxels(min_size_nm3: float, voxel_size: Sequence[float]) -> int:
+    return int(math.ceil(min_size_nm3 / float(np.prod(voxel_size)) - 1e-9)) if min_size_nm3 > 0 else 0
+
+
+def instance_labels(mask, config: PostprocessConfig, voxel_size: Sequence[float], progress: bool = False):
+    """Lazy instance labels of a boolean dask array after opening/closing, hole filling,
+    connected components and the size filter. Returns (labels, number of objects)."""
+    from emseg.postprocess.components import connected_components
+    from emseg.postprocess.ops import fill_holes, open_close
+
+    mask = open_close(mask, config.opening_vox, config.closing_vox)
+    if config.fill_holes:
+        mask = fill_holes(mask, config.connectivity, progress)
+    return connected_components(mask, config.connectivity, min_size_voxels(config.min_size_nm3, voxel_size),
+                                progress)
+
+
+def postprocess(
+    source,
+    output: str | os.PathLike,
+    config: PostprocessConfig | None = None,
+    voxel_size: Sequence[float] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    levels: int | None = 1,
+) -> dict:
+    """Threshold a probability map (float, or uint8/uint16 scaled to [0, 1]) or take the
+    foreground of a label volume, then write instance labels (uint32, uint64 if needed)."""
+    from emseg.io import write_ome_zarr
+    from emseg.postprocess.ops import foreground, threshold_mask
+
+    config = config or PostprocessConfig()
+    volume = open_input(source, voxel_size)
+    blocks, out_chunks = processing_chunks(volume.shape, config.block)
+    data = volume.to_dask(blocks)
+    probability = is_probability(volume) if config.input == "auto" else config.input == "probability"
+    mask = threshold_mask(data, config.threshold) if probability else foreground(data)
+    labels, n = instance_labels(mask, config, volume.voxel_size, progress)
+    write_ome_zarr(labels, output, volume.voxel_size, chunks=out_chunks, levels=levels, kind="labels",
+                   overwrite=overwrite,
+                   progress=progress, attrs={"postprocess": config.model_dump(mode="json"), "objects": n})
+    return {"output": str(output), "objects": n, "shape": volume.shape, "voxel_size": volume.voxel_size,
+            "dtype": str(labels.dtype)}
+
+
+def is_probability(volume) -> bool:
+    """Float volumes are probabilities; uint8 ones (0..255) only when emseg wrote them as an
+    image (prediction output); every other integer volume, e.g. a 0/1 mask TIFF, is a label
+    volume (foreground = non-zero)."""
+    if np.dtype(volume.dtype).kind == "f":
+        return True
+    return np.dtype(volume.dtype) == np.uint8 and stored_kind(volume) == "image"
+
+
+def stored_kind(volume) -> str:
+    """``kind`` that emseg's OME-Zarr writer stored beside the array ("" if none)."""
+    import json
+
+    group_attrs = Path(str(volume.path)).parent / ".zattrs"
+    try:
+        return json.loads(group_attrs.read_text()).get("emseg", {}).get("kind", "")
+    except (OSError, ValueError):
+        return ""
+
+
+def postprocess_classes(
+    sources: Sequence,
+    thresholds: Sequence[float],
+    output: str | os.PathLike,
+    voxel_size: Sequence[float] | None = None,
+    block: Sequence[int] = (128, 256, 256),
+    overwrite: bool = False,
+    progress: bool = False,
+    names: Sequence[str] | None = None,
+) -> dict:
+    """Several single-organelle probability maps → one class label volume (argmax among
+    the classes above their own threshold)."""
+    from emseg.io import write_ome_zarr
+    from emseg.postprocess.ops import resolve_conflicts
+
+    volumes = [open_input(s, voxel_size) for s in sources]
+    first = volumes[0]
+    for v in volumes[1:]:
+        if v.shape != first.shape:
+            raise ShapeMismatchError(f"{v.path}: shape {v.shape} differs from {first.path}: {first.shape}")
+        if not np.allclose(v.voxel_size, first.voxel_size):
+            raise InvalidValuesError(f"{v.path}: voxel size {v.voxel_size} nm differs from "
+                                     f"{first.path}: {first.voxel_size} nm")
+    blocks, out_chunks = processing_chunks(first.shape, block)
+    classes = resolve_conflicts([v.to_dask(blocks) for v in volumes], thresholds)
+    names = list(names or [Path(str(v.path)).name for v in volumes])
+    write_ome_zarr(classes, output, first.voxel_size, chunks=out_chunks, kind="labels", overwrite=overwrite,
+                   progress=progress, attrs={"classes": {str(i + 1): n for i, n in enumerate(names)},
+                                             "thresholds": [float(t) for t in thresholds]})
+    return {"output": str(output), "classes": names, "shape": first.shape}
+
+
+def check_same_grid(reference, other, role: str, reference_role: str) -> None:
+    """Same shape and voxel size, or an error that names both files and both values."""
+    from emseg.errors import InvalidVoxelSizeError
+
+    if tuple(other.shape) != tuple(reference.shape):
+        raise ShapeMismatchError(f"{role} {other.path} has shape {tuple(other.shape)} but {reference_role} "
+                                 f"{reference.path} has shape {tuple(reference.shape)}")
+    if not np.allclose(other.voxel_size, reference.voxel_size, rtol=1e-3):
+        raise InvalidVoxelSizeError(f"{role} {other.path} has voxel size {other.voxel_size} nm but {reference_role} "
+                                    f"{reference.path} has {reference.voxel_size} nm")
+
+
+def as_instances(volume, chunks, workdir: str | os.PathLike, mask=None, connectivity: int = 26,
+                 progress: bool = False, name: str = "instances"):
+    """An instance label Volume: ``volume`` itself when it holds instance ids (max > 1), else
+    connected components of ``mask`` (default: its non-zero voxels) written under ``workdir``."""
+    import dask.array as da
+
+    from emseg.io import open_volume, write_ome_zarr
+    from emseg.postprocess.components import connected_components
+    from emseg.postprocess.ops import foreground
+
+    data = volume.to_dask(chunks)
+    if mask is None:
+        if int(da.max(data).compute(scheduler="threads")) > 1:
+            return volume
+        mask = foreground(data)
+    labels, _ = connected_components(mask, connectivity, progress=progress)
+    path = Path(workdir) / f"{name}.ome.zarr"
+    write_ome_zarr(labels, path, volume.voxel_size, chunks=[c[0] for c in data.chunks], levels=1, kind="labels",
+                   progress=progress)
+    return open_volume(str(path))
