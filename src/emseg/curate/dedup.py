@@ -1,0 +1,119 @@
+"""Greedy exemplar deduplication of dHashes (CEM500K), sub-quadratic via multi-index hashing.
+
+The reference: visit the hashes in a shuffled order; the first hash not yet removed becomes an
+exemplar and removes every remaining hash within Hamming distance ``threshold`` (≤ 12); repeat.
+Each hash maps to the exemplar that removed it (an exemplar maps to itself).
+
+Here the range queries use multi-index hashing: the 64 bits are split into ``m`` sub-strings
+and, by the pigeonhole principle, two hashes within distance r agree to within
+``r // m`` bits on at least one sub-string. Each sub-string has a bucket table (counting sort);
+a query probes every sub-string value within that radius, then checks the candidates' full
+distance with a vectorised popcount. Identical hashes are collapsed first (exact: they are
+always removed together).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+from emseg.curate.dhash import hamming
+
+DEFAULT_THRESHOLD = 12
+
+
+def shuffled_order(n: int, seed: int) -> np.ndarray:
+    """The visiting order of the greedy pass for ``n`` hashes and a seed."""
+    return np.random.default_rng(seed).permutation(n)
+
+
+def greedy_exemplars_bruteforce(hashes: np.ndarray, seed: int = 0, threshold: int = DEFAULT_THRESHOLD) -> np.ndarray:
+    """The reference algorithm, O(N × exemplars): returns each hash's exemplar index."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    exemplar = np.full(len(hashes), -1, dtype=np.int64)
+    for i in shuffled_order(len(hashes), seed):
+        if exemplar[i] >= 0:
+            continue
+        near = (hamming(hashes, hashes[i]) <= threshold) & (exemplar < 0)
+        exemplar[near] = i
+    return exemplar
+
+
+def _split_bits(m: int) -> list[tuple[int, int]]:
+    """(shift, width) of ``m`` contiguous sub-strings covering 64 bits."""
+    widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
+    shifts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+    return [(int(s), w) for s, w in zip(shifts, widths)]
+
+
+def _flip_masks(width: int, radius: int) -> np.ndarray:
+    """All ``width``-bit masks with at most ``radius`` bits set."""
+    masks = [0]
+    for r in range(1, radius + 1):
+        masks += [sum(1 << b for b in bits) for bits in combinations(range(width), r)]
+    return np.array(masks, dtype=np.int64)
+
+
+class MultiIndex:
+    """Bucket tables on ``m`` sub-strings of 64-bit hashes for Hamming range queries."""
+
+    def __init__(self, hashes: np.ndarray, radius: int, m: int) -> None:
+        self.hashes = hashes
+        self.sub_radius = radius // m
+        self.tables = []
+        for shift, width in _split_bits(m):
+            keys = ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+            order = np.argsort(keys, kind="stable")
+            starts = np.zeros((1 << width) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
+            self.tables.append((shift, width, order, starts, _flip_masks(width, self.sub_radius)))
+
+    def candidates(self, value: int) -> np.ndarray:
+        """Indices of hashes that may be within the radius of ``value`` (a superset)."""
+        parts = []
+        for shift, width, order, starts, flips in self.tables:
+            probes = ((value >> shift) & ((1 << width) - 1)) ^ flips
+            lo, hi = starts[probes], starts[probes + 1]
+            sizes = hi - lo
+            total = int(sizes.sum())
+            if total == 0:
+                continue
+            # concatenate the ranges [lo, hi) without a Python loop
+            offsets = np.repeat(lo - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
+            parts.append(order[np.arange(total) + offsets])
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def choose_m(n: int, threshold: int) -> int:
+    """Number of sub-strings: ≈ log2(n)-bit keys, but at least one bit of radius per sub-string."""
+    width = int(np.clip(np.log2(max(n, 2)), 8, 21))
+    return int(np.clip(round(64 / width), 1, threshold + 1))
+
+
+def greedy_exemplars(
+    hashes: np.ndarray, seed: int = 0, threshold: int = DEFAULT_THRESHOLD, m: int | None = None
+) -> np.ndarray:
+    """Each hash's exemplar index under the greedy reference (same result as the brute force)."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    exemplar = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return exemplar
+    order = shuffled_order(n, seed)
+    # collapse identical hashes; visit unique values in order of their first shuffled position
+    unique, first_pos, inverse = np.unique(hashes[order], return_index=True, return_inverse=True)
+    visit = np.argsort(first_pos)  # unique ids in visiting order
+    rep = order[first_pos]  # representative (first visited) original index per unique value
+    index = MultiIndex(unique, threshold, m or choose_m(len(unique), threshold))
+    owner = np.full(len(unique), -1, dtype=np.int64)  # exemplar's unique id per unique value
+    for u in visit:
+        if owner[u] >= 0:
+            continue
+        cand = index.candidates(int(unique[u]))
+        cand = cand[owner[cand] < 0]
+        cand = cand[hamming(unique[cand], unique[u]) <= threshold]
+        owner[cand] = u
+        owner[u] = u
+    exemplar[order] = rep[owner[inverse]]
+    return exemplar
