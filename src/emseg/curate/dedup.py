@@ -59,6 +59,8 @@ class MultiIndex:
     """Bucket tables on ``m`` sub-strings of 64-bit hashes for Hamming range queries."""
 
     def __init__(self, hashes: np.ndarray, radius: int, m: int) -> None:
+        if not 3 <= m <= 64:
+            raise ValueError(f"multi-index hashing needs 3..64 sub-strings (≤ 22-bit keys), got {m}")
         self.hashes = hashes
         self.sub_radius = radius // m
         self.tables = []
