@@ -93,6 +93,7 @@ def train_filter_cmd(
     output: Annotated[Path, typer.Option("--output", "-o", help="Filter model to write (.pt).")] = Path("patch_filter.pt"),
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 6,
     seed: Annotated[int, typer.Option(help="Random seed (split and init).")] = 0,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch (0 = default).")] = 0,
 ) -> None:
     """Train the CNN informativeness filter (BCE, 85/15 split) and save it for `emseg curate --filter`."""
     from emseg.curate.cnn_filter import save_filter, train_filter
@@ -105,7 +106,7 @@ def train_filter_cmd(
     order = sorted(set(index.tolist()))
     lookup = {r: i for i, r in enumerate(order)}
     patches = patch_store.patches.get_orthogonal_selection((order,))[[lookup[r] for r in index]]
-    net, metrics = train_filter(patches, label, epochs=epochs, seed=seed)
+    net, metrics = train_filter(patches, label, epochs=epochs, seed=seed, threads=threads)
     save_filter(output, net, metrics)
     typer.echo(f"wrote {output}; held-out accuracy {metrics['val_accuracy']:.3f} on {metrics['n_val']} patches")
 
