@@ -71,20 +71,29 @@ class MultiIndex:
             np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
             self.tables.append((shift, width, order, starts, _flip_masks(width, self.sub_radius)))
 
-    def candidates(self, value: int) -> np.ndarray:
-        """Indices of hashes that may be within the radius of ``value`` (a superset)."""
-        parts = []
+    def expected_candidates(self) -> float:
+        """Mean number of candidates per query if sub-string values were uniform."""
+        return sum(len(flips) * len(self.hashes) / (1 << width) for _, width, _, _, flips in self.tables)
+
+    def candidate_pairs(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query position, candidate index) pairs that may be within the radius (a superset)."""
+        qs, cs = [], []
         for shift, width, order, starts, flips in self.tables:
-            probes = ((value >> shift) & ((1 << width) - 1)) ^ flips
-            lo, hi = starts[probes], starts[probes + 1]
-            sizes = hi - lo
+            keys = ((self.hashes[queries] >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+            probes = (keys[:, None] ^ flips[None, :]).ravel()
+            lo = starts[probes]
+            sizes = starts[probes + 1] - lo
             total = int(sizes.sum())
             if total == 0:
                 continue
             # concatenate the ranges [lo, hi) without a Python loop
-            offsets = np.repeat(lo - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
-            parts.append(order[np.arange(total) + offsets])
-        return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+            ends = np.cumsum(sizes)
+            offsets = np.repeat(lo - (ends - sizes), sizes)
+            cs.append(order[np.arange(total) + offsets])
+            qs.append(np.repeat(np.repeat(np.arange(len(queries)), len(flips)), sizes))
+        if not cs:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(qs), np.concatenate(cs)
 
 
 def choose_m(n: int, threshold: int) -> int:
@@ -109,13 +118,25 @@ def greedy_exemplars(
     rep = order[first_pos]  # representative (first visited) original index per unique value
     index = MultiIndex(unique, threshold, m or choose_m(len(unique), threshold))
     owner = np.full(len(unique), -1, dtype=np.int64)  # exemplar's unique id per unique value
-    for u in visit:
-        if owner[u] >= 0:
+    # Queries go in blocks: candidates for a whole block are found at once (vectorised), then
+    # the greedy rule runs query by query inside the block on those short neighbour lists.
+    block = int(np.clip(2_000_000 / max(index.expected_candidates(), 1.0), 16, 4096))
+    for first in range(0, len(visit), block):
+        queries = visit[first:first + block]
+        queries = queries[owner[queries] < 0]
+        if len(queries) == 0:
             continue
-        cand = index.candidates(int(unique[u]))
-        cand = cand[owner[cand] < 0]
-        cand = cand[hamming(unique[cand], unique[u]) <= threshold]
-        owner[cand] = u
-        owner[u] = u
+        q, c = index.candidate_pairs(queries)
+        near = (owner[c] < 0) & (hamming(unique[c], unique[queries[q]]) <= threshold)
+        q, c = q[near], c[near]
+        sort = np.argsort(q, kind="stable")
+        q, c = q[sort], c[sort]
+        bounds = np.searchsorted(q, np.arange(len(queries) + 1))
+        for j, u in enumerate(queries):
+            if owner[u] >= 0:
+                continue
+            neighbours = c[bounds[j]:bounds[j + 1]]
+            owner[neighbours[owner[neighbours] < 0]] = u
+            owner[u] = u
     exemplar[order] = rep[owner[inverse]]
     return exemplar
