@@ -71,4 +71,8 @@ def test_dedup_seed_changes_order_not_rules(rng):
     hashes = clustered_hashes(500, 40, 8, rng)
     for m in (3, 4, 6, 13):
         assert np.array_equal(greedy_exemplars(hashes, seed=3, m=m), greedy_exemplars_bruteforce(hashes, seed=3))
+    big = clustered_hashes(5_000, 300, 12, rng)
+    reference = greedy_exemplars_bruteforce(big, seed=4)
+    for factor in (0.0, 1.0, 1e9):  # index only; index then direct comparison; direct only
+        assert np.array_equal(greedy_exemplars(big, seed=4, brute_factor=factor), reference)
     assert len(greedy_exemplars(np.empty(0, np.uint64))) == 0

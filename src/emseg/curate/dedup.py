@@ -9,7 +9,8 @@ and, by the pigeonhole principle, two hashes within distance r agree to within
 ``r // m`` bits on at least one sub-string. Each sub-string has a bucket table (counting sort);
 a query probes every sub-string value within that radius, then checks the candidates' full
 distance with a vectorised popcount. Identical hashes are collapsed first (exact: they are
-always removed together).
+always removed together), queries run in vectorised blocks, and once few hashes are unresolved
+(or the input is small) a block is compared with all unresolved hashes directly instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 from emseg.curate.dhash import hamming
 
 DEFAULT_THRESHOLD = 12
+BRUTE_FACTOR = 40  # full comparison costs ≈ what the index costs for 40 × its expected candidates
+BRUTE_BLOCK = 64
 
 
 def shuffled_order(n: int, seed: int) -> np.ndarray:
@@ -103,9 +106,15 @@ def choose_m(n: int, threshold: int) -> int:
 
 
 def greedy_exemplars(
-    hashes: np.ndarray, seed: int = 0, threshold: int = DEFAULT_THRESHOLD, m: int | None = None
+    hashes: np.ndarray, seed: int = 0, threshold: int = DEFAULT_THRESHOLD, m: int | None = None,
+    brute_factor: float = BRUTE_FACTOR,
 ) -> np.ndarray:
-    """Each hash's exemplar index under the greedy reference (same result as the brute force)."""
+    """Each hash's exemplar index under the greedy reference (same result as the brute force).
+
+    ``m`` forces the multi-index with m sub-strings throughout; ``brute_factor`` sets when the
+    direct comparison takes over (fewer unresolved hashes than that × the index's expected
+    candidates per query).
+    """
     hashes = np.asarray(hashes, dtype=np.uint64)
     n = len(hashes)
     exemplar = np.full(n, -1, dtype=np.int64)
@@ -116,27 +125,36 @@ def greedy_exemplars(
     unique, first_pos, inverse = np.unique(hashes[order], return_index=True, return_inverse=True)
     visit = np.argsort(first_pos)  # unique ids in visiting order
     rep = order[first_pos]  # representative (first visited) original index per unique value
-    index = MultiIndex(unique, threshold, m or choose_m(len(unique), threshold))
     owner = np.full(len(unique), -1, dtype=np.int64)  # exemplar's unique id per unique value
-    # Queries go in blocks: candidates for a whole block are found at once (vectorised), then
-    # the greedy rule runs query by query inside the block on those short neighbour lists.
-    block = int(np.clip(2_000_000 / max(index.expected_candidates(), 1.0), 16, 4096))
-    for first in range(0, len(visit), block):
-        queries = visit[first:first + block]
-        queries = queries[owner[queries] < 0]
-        if len(queries) == 0:
-            continue
-        q, c = index.candidate_pairs(queries)
-        near = (owner[c] < 0) & (hamming(unique[c], unique[queries[q]]) <= threshold)
-        q, c = q[near], c[near]
-        sort = np.argsort(q, kind="stable")
-        q, c = q[sort], c[sort]
-        bounds = np.searchsorted(q, np.arange(len(queries) + 1))
-        for j, u in enumerate(queries):
+    alive = visit  # unresolved unique ids, in visiting order
+    index = MultiIndex(unique, threshold, m or choose_m(len(unique), threshold))
+    expected = max(index.expected_candidates(), 1.0)
+    # Queries go in blocks: the neighbours of a whole block are found at once (vectorised), then
+    # the greedy rule runs query by query inside the block on those short lists. While many
+    # hashes are unresolved the multi-index finds candidates; once few are left (or for small
+    # inputs) comparing a block against all unresolved hashes is cheaper.
+    use_index = m is not None or len(alive) > brute_factor * expected
+    block = int(np.clip(2_000_000 / expected, 16, 4096))
+    while len(alive):
+        queries = alive[:block] if use_index else alive[:BRUTE_BLOCK]
+        if use_index:
+            q, c = index.candidate_pairs(queries)
+            near = (owner[c] < 0) & (hamming(unique[c], unique[queries[q]]) <= threshold)
+            q, c = q[near], c[near]
+            sort = np.argsort(q, kind="stable")
+            q, c = q[sort], c[sort]
+            bounds = np.searchsorted(q, np.arange(len(queries) + 1))
+            neighbours = [c[bounds[j]:bounds[j + 1]] for j in range(len(queries))]
+        else:
+            near = hamming(unique[queries][:, None], unique[alive][None, :]) <= threshold
+            neighbours = [alive[row] for row in near]
+        for u, nb in zip(queries, neighbours):
             if owner[u] >= 0:
                 continue
-            neighbours = c[bounds[j]:bounds[j + 1]]
-            owner[neighbours[owner[neighbours] < 0]] = u
+            owner[nb[owner[nb] < 0]] = u
             owner[u] = u
+        alive = alive[owner[alive] < 0]
+        if use_index and m is None and len(alive) < brute_factor * expected:
+            use_index = False
     exemplar[order] = rep[owner[inverse]]
     return exemplar
