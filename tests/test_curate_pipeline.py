@@ -135,3 +135,26 @@ def test_cli_report_sheet(tmp_path, synth_sources):
     assert "| A |" in report and (tmp_path / "p_report" / "A_kept.png").exists()
     assert main(["curate", "sheet", str(out), "-o", str(tmp_path / "s.html"), "--n", "5"]) == 0
     assert (tmp_path / "s.html").read_text().count("<figure") == 5
+
+
+@pytest.mark.timeout(60)
+def test_folder_of_2d_images_and_list_file(tmp_path, synth_sources):
+    import warnings
+
+    from PIL import Image
+
+    from emseg.synth import make_volume
+
+    raw = make_volume((2, 300, 260), (8.0, 8.0, 8.0), seed=9).raw
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    Image.fromarray(raw[0]).save(folder / "a.png")  # 300 x 260: 1 x 1 cells (76 / 36 px strips dropped)
+    Image.fromarray(raw[1, :240, :]).save(folder / "b.png")  # a different size: not one stack
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"# datasets\nshots={folder}\nA={synth_sources['a']}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PNGs carry no voxel size
+        store = curate([str(listing)], tmp_path / "p.zarr", progress=False)
+    assert store.dataset_names == ["shots", "A"]
+    shots = store.table[store.table.dataset == 0]
+    assert len(shots) == 2 and set(shots.plane) == {0} and set(shots.height) == {224}
