@@ -22,11 +22,10 @@ HASH_SIZE = 8
 PRECISION_BITS = 22  # Pillow: 32 - 8 - 2
 _SCALE = float(1 << PRECISION_BITS)
 _HALF = float(1 << (PRECISION_BITS - 1))
-# float32 sums of |p - 128| * |k| over 224 taps stay within this of the exact integer
-# (n * u * sum|terms| < 224 * 2**-24 * 2**29.3 ≈ 8.8e3); values this close to a rounding
-# boundary are recomputed exactly.
-_F32_MARGIN = 2.0**15
-_LIFT = 64 * _SCALE
+# float32 sums of (p - 128) * k over 224 taps stay within n * u * sum|terms| + ulp/2
+# < 224 * 2**-24 * 2**29.2 + 64 ≈ 7.8e3 of the exact integer; values within this margin
+# (2**14) of a rounding boundary are recomputed exactly.
+_MARGIN = 2.0**14 / _SCALE
 
 
 @lru_cache(maxsize=8)
@@ -68,30 +67,38 @@ def _round_clip(sums: np.ndarray) -> np.ndarray:
     return np.clip(np.floor((sums + _HALF) / _SCALE), 0, 255)
 
 
-def _horizontal(patches: np.ndarray, kh: np.ndarray) -> np.ndarray:
-    """(N, H, W) uint8 → (N, H, 9) resampled rows, exactly as Pillow's horizontal pass."""
+def _horizontal(patches: np.ndarray, kh: np.ndarray, work: dict | None = None) -> np.ndarray:
+    """(N, H, W) uint8 → (N, H, 9) resampled rows, exactly as Pillow's horizontal pass.
+
+    ``work`` holds reusable buffers (fresh large arrays cost more in page faults than the maths).
+    """
     n, h, w = patches.shape
     rows = patches.reshape(n * h, w)
     k32, offset = _f32_coeffs(kh.tobytes(), kh.shape)
-    sums = np.subtract(rows, np.float32(128.0), dtype=np.float32) @ k32
+    work = {} if work is None else work
+    if work.get("shape") != rows.shape:
+        work.update(shape=rows.shape, centred=np.empty(rows.shape, np.float32),
+                    sums=np.empty((rows.shape[0], kh.shape[1]), np.float32))
+    centred, sums = work["centred"], work["sums"]
+    np.subtract(rows, np.float32(128.0), out=centred, dtype=np.float32)
+    np.matmul(centred, k32, out=sums)
     sums += offset
-    frac = np.fmod(sums, np.float32(_SCALE))  # sums include the +2**21 rounding offset, ≥ 0
-    doubtful = np.flatnonzero(((frac < _F32_MARGIN) | (frac > _SCALE - _F32_MARGIN)).any(axis=1))
-    exact = sums.astype(np.float64) - _LIFT
+    levels = sums.astype(np.float64) / _SCALE  # exact up to float32's error
+    out = np.floor(levels)
+    frac = levels - out
+    doubtful = np.flatnonzero(((frac < _MARGIN) | (frac > 1.0 - _MARGIN)).any(axis=1))
     if doubtful.size:
-        exact[doubtful] = rows[doubtful].astype(np.float64) @ kh.astype(np.float64) + _HALF
-    return np.clip(np.floor(exact / _SCALE), 0, 255).reshape(n, h, -1)
+        exact = rows[doubtful].astype(np.float64) @ kh.astype(np.float64) + _HALF
+        out[doubtful] = np.floor(exact / _SCALE)
+    return np.clip(out, 0, 255).reshape(n, h, -1)
 
 
 @lru_cache(maxsize=8)
 def _f32_coeffs(raw: bytes, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """float32 coefficients and the offset restoring the +128 shift and Pillow's rounding half.
-
-    The offset is 2**21 + 128 * colsum + 2**28 (the last keeps every sum positive for fmod; a
-    multiple of 2**22, so rounding is unchanged, and removed again when dividing below).
-    """
+    """float32 coefficients and the offset restoring the +128 shift and Pillow's rounding half
+    (2**21 + 128 * column sum)."""
     kh = np.frombuffer(raw, dtype=np.int64).reshape(shape)
-    offset = _HALF + 128.0 * kh.sum(axis=0) + _LIFT
+    offset = _HALF + 128.0 * kh.sum(axis=0)
     return kh.astype(np.float32), offset.astype(np.float32)
 
 
@@ -101,7 +108,7 @@ def _bits_to_uint64(diff: np.ndarray) -> np.ndarray:
     return packed.view(">u8").ravel().astype(np.uint64)
 
 
-def dhash_square(patches: np.ndarray, batch: int = 256) -> np.ndarray:
+def dhash_square(patches: np.ndarray, batch: int = 32) -> np.ndarray:
     """dHash of a stack of equally sized uint8 patches (N, H, W) → (N,) uint64."""
     patches = np.asarray(patches)
     if patches.ndim != 3 or patches.dtype != np.uint8:
@@ -110,9 +117,10 @@ def dhash_square(patches: np.ndarray, batch: int = 256) -> np.ndarray:
     kh = lanczos_matrix(w, HASH_SIZE + 1)
     kv = lanczos_matrix(h, HASH_SIZE).astype(np.float64)
     out = np.empty(n, dtype=np.uint64)
+    work: dict = {}
     for start in range(0, n, batch):
         chunk = patches[start:start + batch]
-        rows = _horizontal(chunk, kh)  # (b, H, 9)
+        rows = _horizontal(chunk, kh, work)  # (b, H, 9)
         small = _round_clip(np.matmul(rows.transpose(0, 2, 1), kv)).transpose(0, 2, 1)  # (b, 8, 9)
         diff = small[:, :, 1:] > small[:, :, :-1]
         out[start:start + len(chunk)] = _bits_to_uint64(diff.reshape(len(chunk), -1))
