@@ -82,13 +82,13 @@ def bench_dedup(n: int) -> None:
     with Timer() as fast:
         got = greedy_exemplars(small, seed=1)
     print(f"| 20000 | brute force | {brute.wall:.1f} | {brute.cpu:.1f} | {len(np.unique(ref))} | |")
-    print(f"| 20000 | multi-index (m={choose_m(len(np.unique(small)), 12)}) | {fast.wall:.1f} | {fast.cpu:.1f} | "
+    print(f"| 20000 | hybrid: multi-index (m={choose_m(len(np.unique(small)), 12)})  → direct | {fast.wall:.1f} | {fast.cpu:.1f} | "
           f"{len(np.unique(got))} | {np.array_equal(ref, got)} |")
     big = clustered_hashes(n, n // 10, 10, rng)
     with Timer() as t:
         got = greedy_exemplars(big, seed=1)
     estimate = brute.cpu * (n / len(small)) * (len(np.unique(got)) / len(np.unique(ref)))
-    print(f"| {n} | multi-index (m={choose_m(len(np.unique(big)), 12)}) | {t.wall:.1f} | {t.cpu:.1f} | "
+    print(f"| {n} | hybrid: multi-index (m={choose_m(len(np.unique(big)), 12)}) → direct | {t.wall:.1f} | {t.cpu:.1f} | "
           f"{len(np.unique(got))} | brute force ≈ {estimate:.0f} CPU s (N × exemplars scaling) |")
 
 
