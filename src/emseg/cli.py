@@ -105,6 +105,7 @@ COMMAND_MODULES: list[str] = [
     "emseg.postprocess.commands",
     "emseg.evaluate.commands",
     "emseg.measure.commands",
+    "emseg.curate.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)
