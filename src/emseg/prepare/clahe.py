@@ -212,7 +212,10 @@ def grey14_input(value: np.ndarray) -> int:
     """``img_as_uint`` of one value (the range skimage stretches from)."""
     from skimage.util import img_as_uint
 
-    return int(img_as_uint(value)[0])
+    try:
+        return int(img_as_uint(value)[0])
+    except ValueError as err:
+        raise InvalidValuesError(f"CLAHE input values cannot be converted to uint16 ({err})") from err
 
 
 def stretch_to_uint8(result: np.ndarray, rmin: float, rmax: float) -> np.ndarray:
