@@ -7,11 +7,14 @@
    whole-volume result;
 3. remove objects and fill holes smaller than 100,000 voxels (6-connectivity). This needs
    global connectivity, so it runs with cc3d on an in-memory copy of the mask: at full
-   resolution when the volume has at most ``max_voxels_in_memory`` voxels (exact), else on a
-   majority-downsampled copy (factor f = 2, 4, … chosen to fit), whose decisions are
-   upsampled blockwise: full-resolution voxels change only inside coarse cells whose coarse
-   value the cleaning changed. Approximation (f > 1 only): objects/holes are measured in
-   f³-voxel cells, and structures thinner than f voxels are judged by their surroundings.
+   resolution when the volume has at most ``max_voxels_in_memory`` voxels (exact), else on
+   coarse copies (factor f = 2, 4, … chosen to fit): "any foreground" cells decide which
+   objects to remove, "any background" cells which holes to fill, and the decisions are
+   applied blockwise at full resolution. Approximation (f > 1 only): sizes are counted in
+   whole f³ cells and parts closer than one cell merge, so the cleaning errs on the side of
+   keeping objects and not filling holes (small objects next to big ones stay; holes with
+   a gap to the outside narrower than a cell stay open); a speck removed inside a hole
+   leaves its own voxels empty.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from emseg.io.ome_zarr import downsample_block
 from emseg.io.progress import dask_progress
 from emseg.prepare.common import Source, as_volume, to_dask
 
@@ -77,24 +79,10 @@ def smoothing_halo(config: SampleMaskConfig) -> int:
 
 
 def clean(mask: np.ndarray, min_object_size: float, max_hole_size: float) -> np.ndarray:
-    """Remove 6-connected objects < ``min_object_size`` and fill holes (background
+    """Remove 6-connected objects < ``min_object_size``, then fill holes (background
     components not touching the volume border) < ``max_hole_size``."""
-    import cc3d
-
-    labels = cc3d.connected_components(mask, connectivity=6)
-    keep = np.bincount(labels.ravel()) >= min_object_size
-    keep[0] = False
-    mask = keep[labels]
-    del labels
-    background = cc3d.connected_components(~mask, connectivity=6)
-    sizes = np.bincount(background.ravel())
-    faces = [background[0], background[-1], background[:, 0], background[:, -1], background[:, :, 0], background[:, :, -1]]
-    touches_border = np.zeros(sizes.shape, dtype=bool)
-    for face in faces:
-        touches_border[np.unique(face)] = True
-    hole = (sizes < max_hole_size) & ~touches_border
-    hole[0] = False
-    return mask | hole[background]
+    mask = mask & ~small_components(mask, min_object_size)
+    return mask | small_components(~mask, max_hole_size, exclude_border=True)
 
 
 def downsample_factor(shape: Sequence[int], max_voxels: int) -> int:
@@ -124,21 +112,48 @@ def sample_mask(
         raw = raw.rechunk(tuple(max(factor, cs[0] // factor * factor) for cs in raw.chunks))
     halo = smoothing_halo(config)
     smooth = raw.map_overlap(threshold_and_smooth, depth=halo, boundary="none", dtype=bool, config=config)
-    coarse = smooth if factor == 1 else smooth.map_blocks(
-        lambda b: downsample_block(b.view(np.uint8), (factor,) * 3, "image").astype(bool),
-        dtype=bool, chunks=tuple(tuple(math.ceil(c / factor) for c in cs) for cs in smooth.chunks))
-    with dask_progress("sample mask: threshold, opening, closing", progress):
-        coarse_mask = coarse.compute(scheduler="threads")
-    cleaned = clean(coarse_mask, config.min_object_size / factor**3, config.max_hole_size / factor**3)
     if factor == 1:
-        return cleaned.view(np.uint8)
-    changed = cleaned != coarse_mask
-    del coarse_mask
+        with dask_progress("sample mask: threshold, opening, closing", progress):
+            mask = smooth.compute(scheduler="threads")
+        return clean(mask, config.min_object_size, config.max_hole_size).view(np.uint8)
+    pooled = {
+        key: smooth.map_blocks(any_pool, factor, invert, dtype=bool,
+                               chunks=tuple(tuple(math.ceil(c / factor) for c in cs) for cs in smooth.chunks))
+        for key, invert in (("foreground", False), ("background", True))
+    }
+    with dask_progress("sample mask: threshold, opening, closing (coarse)", progress):
+        coarse = dict(zip(pooled, da.compute(*pooled.values(), scheduler="threads")))
+    remove = small_components(coarse["foreground"], config.min_object_size / factor**3)
+    fill = small_components(coarse["background"], config.max_hole_size / factor**3, exclude_border=True)
+    del coarse
 
-    def upsample(block, block_info=None):
+    def apply(block, block_info=None):
         region = tuple(slice(a // factor, -(-b // factor)) for a, b in block_info[0]["array-location"])
-        where = np.ix_(*(np.arange(n) // factor for n in block.shape))
-        local_changed, local_clean = changed[region][where], cleaned[region][where]
-        return np.where(local_changed, local_clean, block).view(np.uint8)
+        cells = np.ix_(*(np.arange(n) // factor for n in block.shape))
+        return np.where(block, ~remove[region][cells], fill[region][cells]).view(np.uint8)
 
-    return smooth.map_blocks(upsample, dtype=np.uint8)
+    return smooth.map_blocks(apply, dtype=np.uint8)
+
+
+def any_pool(block: np.ndarray, factor: int, invert: bool = False) -> np.ndarray:
+    """Coarse cell = 1 when any of its factor³ voxels is set (or unset, with ``invert``)."""
+    if invert:
+        block = ~block
+    pads = [(0, (-n) % factor) for n in block.shape]
+    block = np.pad(block, pads, constant_values=False)
+    z, y, x = (n // factor for n in block.shape)
+    return block.reshape(z, factor, y, factor, x, factor).any(axis=(1, 3, 5))
+
+
+def small_components(mask: np.ndarray, max_size: float, exclude_border: bool = False) -> np.ndarray:
+    """Voxels of 6-connected components of ``mask`` smaller than ``max_size`` (and, with
+    ``exclude_border``, not touching the array border)."""
+    import cc3d
+
+    labels = cc3d.connected_components(mask, connectivity=6)
+    small = np.bincount(labels.ravel()) < max_size
+    small[0] = False
+    if exclude_border:
+        for face in (labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+            small[np.unique(face)] = False
+    return small[labels]
