@@ -181,7 +181,10 @@ def clahe(
     raw = to_dask(volume, chunks)
     with dask_progress("CLAHE: value range", progress):
         vmin, vmax = da.compute(raw.min(), raw.max(), scheduler="threads")
-    lo, hi = (float(grey14_input(np.array([v], dtype=volume.dtype))) for v in (vmin, vmax))
+    try:
+        lo, hi = (float(grey14_input(np.array([v], dtype=volume.dtype))) for v in (vmin, vmax))
+    except InvalidValuesError as err:
+        raise InvalidValuesError(f"{volume.path}: {err}") from err
     if lo == hi:
         raise InvalidValuesError(f"{volume.path}: volume is constant (value {vmin}); CLAHE is undefined")
     to_bins = bin_function(np.dtype(volume.dtype), lo, hi, config.nbins)

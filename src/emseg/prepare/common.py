@@ -94,3 +94,16 @@ def reduce_blocks(
             bar.update(len(part))
     finally:
         bar.close()
+
+
+def map_with_halo(array, fn, depth: int, dtype, **kwargs):
+    """``map_overlap`` with ``depth`` voxels of real context and nothing beyond the
+    volume border (``boundary="none"``); axes shorter than the halo become one block."""
+    depths = {}
+    for axis, size in enumerate(array.shape):
+        if size <= depth:
+            array = array.rechunk({axis: size})
+            depths[axis] = 0
+        else:
+            depths[axis] = depth
+    return array.map_overlap(fn, depth=depths, boundary="none", dtype=dtype, **kwargs)

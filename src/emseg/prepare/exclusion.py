@@ -13,7 +13,7 @@ import numpy as np
 
 from emseg.errors import InvalidValuesError
 from emseg.masks import boundary_exclusion_mask
-from emseg.prepare.common import Source, as_volume, check_integer, check_same_shape, to_dask
+from emseg.prepare.common import Source, as_volume, check_integer, check_same_shape, map_with_halo, to_dask
 
 # ASEM's exclusion widths in voxels, per organelle
 ORGANELLE_WIDTHS: dict[str, int] = {"mito": 4, "er": 2, "golgi": 2, "nuclear_pores": 1, "coated_pits": 2}
@@ -47,5 +47,4 @@ def exclusion_mask(
     if image is not None:
         check_same_shape(volume, as_volume(image, name="<image>"))
     data = to_dask(volume, chunks)
-    return data.map_overlap(boundary_exclusion_mask, depth=width, boundary="none", dtype=np.uint8,
-                            width=width, name=str(volume.path))
+    return map_with_halo(data, boundary_exclusion_mask, width, np.uint8, width=width, name=str(volume.path))

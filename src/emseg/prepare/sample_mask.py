@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from emseg.io.progress import dask_progress
-from emseg.prepare.common import Source, as_volume, to_dask
+from emseg.prepare.common import Source, as_volume, map_with_halo, to_dask
 
 DEFAULT_MAX_VOXELS = 2**27  # 134 M voxels (~1.5 GB peak for the global step); Lucchi fits
 
@@ -111,7 +111,7 @@ def sample_mask(
     if factor > 1 and any(c % factor for cs in raw.chunks for c in cs[:-1]):
         raw = raw.rechunk(tuple(max(factor, cs[0] // factor * factor) for cs in raw.chunks))
     halo = smoothing_halo(config)
-    smooth = raw.map_overlap(threshold_and_smooth, depth=halo, boundary="none", dtype=bool, config=config)
+    smooth = map_with_halo(raw, threshold_and_smooth, halo, bool, config=config)
     if factor == 1:
         with dask_progress("sample mask: threshold, opening, closing", progress):
             mask = smooth.compute(scheduler="threads")
