@@ -4,10 +4,19 @@ Each function returns a lazy uint8 dask array (the sample mask: a numpy array wh
 volume fits the in-memory budget) to write with `emseg.io.write_ome_zarr`; see docs/prepare.md.
 """
 
-from emseg.prepare.clahe import ClaheConfig, clahe
-from emseg.prepare.exclusion import ORGANELLE_WIDTHS, exclusion_mask
-from emseg.prepare.histogram import match_histogram
-from emseg.prepare.sample_mask import SampleMaskConfig, sample_mask
+_EXPORTS = {
+    "ClaheConfig": "clahe", "clahe": "clahe",
+    "ORGANELLE_WIDTHS": "exclusion", "exclusion_mask": "exclusion",
+    "match_histogram": "histogram",
+    "SampleMaskConfig": "sample_mask", "sample_mask": "sample_mask",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["ORGANELLE_WIDTHS", "ClaheConfig", "SampleMaskConfig", "clahe", "exclusion_mask", "match_histogram",
-           "sample_mask"]
+
+def __getattr__(name: str):
+    """Import lazily, so that `emseg --help` does not pay for scipy/skimage."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"emseg.prepare.{_EXPORTS[name]}"), name)
+    raise AttributeError(name)
