@@ -106,6 +106,7 @@ COMMAND_MODULES: list[str] = [
     "emseg.evaluate.commands",
     "emseg.measure.commands",
     "emseg.curate.commands",
+    "emseg.prepare.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)
