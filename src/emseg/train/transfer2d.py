@@ -27,6 +27,7 @@ class SliceSet(BaseModel):
     image: str
     labels: str
     slices: list[int] | None = None
+    roi: tuple[int, int, int, int] | None = Field(None, description="y0, y1, x0, x1 crop of every slice (None: all)")
 
     @field_validator("slices", mode="before")
     @classmethod
@@ -73,10 +74,12 @@ def load_slices(spec: SliceSet) -> tuple[np.ndarray, np.ndarray, tuple[float, fl
     bad = [z for z in slices if not 0 <= z < image.shape[0]]
     if bad:
         raise ConfigError(f"{spec.image}: slices {bad[:5]} outside 0..{image.shape[0] - 1}")
-    raw = np.stack([np.asarray(image[z]) for z in slices])
+    y0, y1, x0, x1 = spec.roi or (0, image.shape[1], 0, image.shape[2])
+    raw = np.stack([np.asarray(image[z:z + 1, y0:y1, x0:x1])[0] for z in slices])
     if raw.dtype != np.uint8:
         raw = to_uint8(raw)
-    return raw, np.stack([np.asarray(labels[z]) > 0 for z in slices]), tuple(image.voxel_size)
+    truth = np.stack([np.asarray(labels[z:z + 1, y0:y1, x0:x1])[0] > 0 for z in slices])
+    return raw, truth, tuple(image.voxel_size)
 
 
 def build_model(config: Transfer2DConfig):
@@ -159,7 +162,7 @@ def train2d(config: Transfer2DConfig, output: str | os.PathLike, progress: bool 
         loss.backward()
         optimizer.step()
         scheduler.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         last = it + 1 == config.iterations
         if val is not None and (last or (config.val_every and (it + 1) % config.val_every == 0)):
