@@ -7,16 +7,7 @@ import torch
 
 from emseg.errors import CorruptFileError
 from emseg.models.resnet import ResNet, infer_arch, load_encoder_weights, read_encoder_file
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine more threads only fight each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+from test_pretrain import _one_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 def test_torchvision_parameter_names_resnet50():
     names = set(ResNet("resnet50", 1, 8).state_dict())
@@ -28,13 +19,11 @@ def test_torchvision_parameter_names_resnet50():
     full = ResNet("resnet50", 1, 64)
     assert sum(p.numel() for p in full.parameters()) == 23_508_032 - 2 * 64 * 7 * 7
 
-
 def test_feature_strides():
     net = ResNet("resnet18", 1, 8)
     feats = net.features(torch.zeros(1, 1, 64, 64))
     assert [f.shape[-1] for f in feats] == [32, 16, 8, 4, 2]
     assert [f.shape[1] for f in feats] == list(net.channels)
-
 
 def fake_cem500k(path, arch="resnet50", width=8):
     """A file laid out like the CEM500K MoCoV2 release: module.encoder_q.* / encoder_k.* / queue + norms."""
@@ -45,7 +34,6 @@ def fake_cem500k(path, arch="resnet50", width=8):
     state = {f"module.{k}": v for k, v in moco.state_dict().items()}
     torch.save({"epoch": 200, "arch": arch, "state_dict": state, "norms": [0.58331613, 0.09966064]}, path)
     return moco
-
 
 def test_load_cem500k_format(tmp_path):
     moco = fake_cem500k(tmp_path / "cem500k_mocov2_resnet50_200ep.pth.tar")
@@ -58,12 +46,10 @@ def test_load_cem500k_format(tmp_path):
     for key, value in encoder.state_dict().items():
         assert torch.equal(value, moco.encoder_q.state_dict()[key]), key
 
-
 def test_mismatched_weights_are_rejected(tmp_path):
     fake_cem500k(tmp_path / "w.pt", "resnet18", 8)
     with pytest.raises(CorruptFileError, match="resnet50"):
         load_encoder_weights(ResNet("resnet50", 1, 8), tmp_path / "w.pt")
-
 
 def test_imagenet_style_rgb_conv1_is_summed(tmp_path):
     rgb = ResNet("resnet18", 3, 8)

@@ -7,17 +7,7 @@ import pytest
 import torch
 import yaml
 
-from test_pretrain import make_patch_store
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine more threads only fight each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+from test_pretrain import _one_thread, make_patch_store  # noqa: F401 (autouse fixture)
 
 @pytest.fixture(scope="module")
 def synth_tifs(tmp_path_factory):
@@ -31,7 +21,6 @@ def synth_tifs(tmp_path_factory):
     tifffile.imwrite(folder / "mito.tif", vol.mito.astype(np.uint8))
     return folder
 
-
 def write_config(path, folder, **extra):
     cfg = {"train": {"image": str(folder / "raw.tif"), "labels": str(folder / "mito.tif"), "slices": "0:9"},
            "val": {"image": str(folder / "raw.tif"), "labels": str(folder / "mito.tif"), "slices": [9, 10, 11]},
@@ -39,7 +28,6 @@ def write_config(path, folder, **extra):
            "device": "cpu", "scale": [0.3, 1.0], **extra}
     path.write_text(yaml.safe_dump(cfg))
     return path
-
 
 @pytest.mark.timeout(120)
 def test_pretrain_then_train2d_cli_frozen(tmp_path, synth_tifs):
@@ -61,7 +49,6 @@ def test_pretrain_then_train2d_cli_frozen(tmp_path, synth_tifs):
     assert torch.equal(loaded.model.encoder.layer2[0].conv1.weight, w)
     assert loaded.normalization["mean"] == pytest.approx(payload["norms"][0])
 
-
 @pytest.mark.timeout(120)
 def test_random_init_learns_synthetic_mito(tmp_path, synth_tifs):
     from emseg.train.transfer2d import Transfer2DConfig, train2d
@@ -70,7 +57,6 @@ def test_random_init_learns_synthetic_mito(tmp_path, synth_tifs):
     summary = train2d(cfg, tmp_path / "m.pt", progress=False)
     assert summary["frozen"] is False
     assert summary["iou"] > 0.3  # synthetic mitochondria are easy; an untrained net gives ~0.1 or less
-
 
 def test_bad_config_is_a_clear_error(tmp_path, synth_tifs):
     from emseg.errors import ConfigError

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from emseg.models import build, load_checkpoint, save_checkpoint
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine more threads only fight each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+from test_pretrain import _one_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 def test_any_size_gives_same_size_output():
     model = build("unet2d_resnet", arch="resnet18", width=8).eval()
     assert model.spatial_dims == 2 and model.halo > 0
     for shape in [(64, 64), (50, 77), (33, 96)]:
         assert model(torch.zeros(2, 1, *shape)).shape == (2, 1, *shape)
-
 
 def test_checkpoint_round_trip(tmp_path):
     model = build("unet2d_resnet", arch="resnet18", width=8, halo=32).eval()
@@ -32,7 +21,6 @@ def test_checkpoint_round_trip(tmp_path):
     loaded = load_checkpoint(tmp_path / "m.pt")
     assert loaded.model.halo == 32 and loaded.model.spatial_dims == 2
     assert torch.allclose(loaded.model(x), model(x))
-
 
 def test_frozen_encoder_keeps_weights_and_bn_stats():
     model = build("unet2d_resnet", arch="resnet18", width=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -42,8 +43,9 @@ def register(app: typer.Typer) -> None:
                                 queue_size=queue_size, lr=lr, schedule=schedule, bn_groups=bn_groups,
                                 steps_per_epoch=steps_per_epoch, device=device, seed=seed)
         summary = run_pretrain(patches, output, config, resume=resume, overwrite=overwrite)
-        typer.echo(f"wrote {summary['output']} ({summary['patches']} patches, {summary['images_per_s']:.1f} "
-                   f"images/s on {summary['device']})")
+        if os.environ.get("RANK", "0") == "0":
+                typer.echo(f"wrote {summary['output']} ({summary['patches']} patches, {summary['images_per_s']:.1f} "
+                       f"images/s on {summary['device']})")
 
     @app.command()
     def train2d(

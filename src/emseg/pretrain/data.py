@@ -116,6 +116,19 @@ def iterate_batches(table: PatchTable, batch_size: int, seed: int, rank: int = 0
                 pending_img, pending_size = [], []
 
 
+def endless_batches(table: PatchTable, batch_size: int, seed: int, rank: int = 0,
+                    world: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`iterate_batches` repeated with fresh shuffles: under DDP every rank must run the same
+    number of steps although the chunks split unevenly, so the caller stops after a fixed count."""
+    for repeat in range(1 << 30):
+        count = 0
+        for batch in iterate_batches(table, batch_size, seed + 7919 * repeat, rank, world):
+            count += 1
+            yield batch
+        if count == 0:
+            return
+
+
 def batches_per_epoch(table: PatchTable, batch_size: int, world: int = 1) -> int:
     """Approximate number of batches per rank per epoch (for progress bars and schedules)."""
     return max(1, len(table) // (batch_size * world))

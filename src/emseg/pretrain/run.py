@@ -100,7 +100,7 @@ def pretrain(patches: str | os.PathLike, output: str | os.PathLike, config: Pret
 
     from emseg.device import pick_device
     from emseg.pretrain.augment import AugmentConfig, augment_view
-    from emseg.pretrain.data import batches_per_epoch, iterate_batches, open_patch_store, patch_stats
+    from emseg.pretrain.data import batches_per_epoch, endless_batches, open_patch_store, patch_stats
     from emseg.pretrain.moco import MoCo
 
     output = Path(output)
@@ -151,7 +151,7 @@ def pretrain(patches: str | os.PathLike, output: str | os.PathLike, config: Pret
         losses, accs = [], []
         bar = tqdm(total=steps, desc=f"pretrain epoch {epoch + 1}/{config.epochs}", disable=not (progress and main),
                    leave=False)
-        batches = iterate_batches(table, config.batch_size, seed=config.seed * 100003 + epoch, rank=rank, world=world)
+        batches = endless_batches(table, config.batch_size, config.seed * 100003 + epoch, rank, world)
         for step, (images, sizes) in enumerate(batches):
             if step >= steps:
                 break
