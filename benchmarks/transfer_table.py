@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lucchi-val-roi", type=int, nargs=4, default=[128, 640, 256, 768],
                         help="y0 y1 x0 x1 of the Lucchi validation crop (CPU time)")
     parser.add_argument("--init", action="append", default=[], help="NAME=PATH extra encoder (frozen), e.g. imagenet=...")
+    parser.add_argument("--encoder", type=Path, help="use these MoCoV2 weights instead of pretraining here")
+    parser.add_argument("--tasks", nargs="+", default=["lucchi_mito", "isbi_membrane"])
+    parser.add_argument("--regimes", nargs="+", default=["full", "few"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -97,28 +100,34 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
-    store = args.out / "patches.zarr"
-    tic = time.perf_counter()
-    n = grid_patch_store(store, [("lucchi_train_z0-131", lucchi / "train_image.tif", 132),
-                                 ("isbi_train_0-23", isbi / "train_image.tif", 24)])
-    timings["patch store"] = time.perf_counter() - tic
-    print(f"patch store: {n} patches in {timings['patch store']:.0f} s")
+    if args.encoder:
+        encoder = args.encoder
+        payload = torch.load(encoder, map_location="cpu", weights_only=False)
+        history = payload.get("history") or [{"loss": float("nan"), "acc": float("nan")}]
+        summary, n, seen = {"images_per_s": float("nan"), "history": history}, 0, 0
+    else:
+        store = args.out / "patches.zarr"
+        tic = time.perf_counter()
+        n = grid_patch_store(store, [("lucchi_train_z0-131", lucchi / "train_image.tif", 132),
+                                     ("isbi_train_0-23", isbi / "train_image.tif", 24)])
+        timings["patch store"] = time.perf_counter() - tic
+        print(f"patch store: {n} patches in {timings['patch store']:.0f} s")
 
-    # time-budgeted MoCoV2: measure one short epoch, then size the run to the budget
-    encoder = args.out / "moco_resnet18.pt"
-    probe = PretrainConfig(arch="resnet18", width=args.width, epochs=1, batch_size=args.pretrain_batch,
-                           image_size=args.pretrain_size, queue_size=4096, steps_per_epoch=3, device="cpu",
-                           schedule="cosine")
-    tic = time.perf_counter()
-    speed = pretrain(store, encoder, probe, overwrite=True, progress=False)["images_per_s"]
-    steps = max(3, int(args.pretrain_seconds * speed / args.pretrain_batch))
-    epochs = 4
-    config = probe.model_copy(update={"epochs": epochs, "steps_per_epoch": max(1, steps // epochs)})
-    summary = pretrain(store, encoder, config, overwrite=True)
-    timings["pretrain"] = time.perf_counter() - tic
-    seen = epochs * config.steps_per_epoch * args.pretrain_batch
-    print(f"pretrain: {seen} images ({seen / n:.2f} passes over {n} patches), {summary['images_per_s']:.1f} images/s, "
-          f"final loss {summary['history'][-1]['loss']:.3f}, positive-key acc {summary['history'][-1]['acc']:.2f}")
+        # time-budgeted MoCoV2: measure one short epoch, then size the run to the budget
+        encoder = args.out / "moco_resnet18.pt"
+        probe = PretrainConfig(arch="resnet18", width=args.width, epochs=1, batch_size=args.pretrain_batch,
+                               image_size=args.pretrain_size, queue_size=4096, steps_per_epoch=3, device="cpu",
+                               schedule="cosine")
+        tic = time.perf_counter()
+        speed = pretrain(store, encoder, probe, overwrite=True, progress=False)["images_per_s"]
+        steps = max(3, int(args.pretrain_seconds * speed / args.pretrain_batch))
+        epochs = 4
+        config = probe.model_copy(update={"epochs": epochs, "steps_per_epoch": max(1, steps // epochs)})
+        summary = pretrain(store, encoder, config, overwrite=True)
+        timings["pretrain"] = time.perf_counter() - tic
+        seen = epochs * config.steps_per_epoch * args.pretrain_batch
+        print(f"pretrain: {seen} images ({seen / n:.2f} passes over {n} patches), {summary['images_per_s']:.1f} images/s, "
+              f"final loss {summary['history'][-1]['loss']:.3f}, positive-key acc {summary['history'][-1]['acc']:.2f}")
 
     zoom = (args.patch_size / 224) ** 2  # keep the recipe's zoom range (scale 0.08–1 at 224 px) at this patch size
     tasks = {
@@ -137,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         inits.append((f"{name} frozen", path, True))
     rows = []
     for task, (image, labels, (z0, z1), val, few) in tasks.items():
+        if task not in args.tasks:
+            continue
         for regime, slices in (("full", list(range(z0, z1))), (f"few ({few} slices)", evenly(z0, z1, few))):
+            if regime.split()[0] not in args.regimes:
+                continue
             for init_name, init, frozen in inits:
                 cfg = Transfer2DConfig(
                     train=SliceSet(image=str(image), labels=str(labels), slices=slices), val=val, init=init,
