@@ -107,6 +107,7 @@ COMMAND_MODULES: list[str] = [
     "emseg.measure.commands",
     "emseg.curate.commands",
     "emseg.prepare.commands",
+    "emseg.pretrain.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)

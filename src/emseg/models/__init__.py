@@ -7,9 +7,12 @@ from pathlib import Path
 from emseg.models.checkpoint import LoadedModel, load_checkpoint, read_checkpoint, save_checkpoint
 from emseg.models.normalization import normalize, unit_scale
 from emseg.models.registry import available, build, register
+from emseg.models.resnet import ResNet
+from emseg.models.unet2d import UNetResNet2D
 from emseg.models.unet3d import UNet3D
 
 register("unet3d")(UNet3D)
+register("unet2d_resnet")(UNetResNet2D)
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
@@ -32,5 +35,5 @@ def load(name_or_path: str, device: str = "cpu") -> LoadedModel:
                       "and no checkpoint file at that path")
 
 
-__all__ = ["LoadedModel", "UNet3D", "available", "build", "bundled", "load", "load_checkpoint", "normalize",
+__all__ = ["LoadedModel", "ResNet", "UNet3D", "UNetResNet2D", "available", "build", "bundled", "load", "load_checkpoint", "normalize",
            "read_checkpoint", "register", "save_checkpoint", "unit_scale"]

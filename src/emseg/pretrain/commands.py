@@ -1,0 +1,60 @@
+"""`emseg pretrain` (MoCoV2 on a patch store) and `emseg train2d` (2D transfer training)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the pretraining and 2D transfer commands to the CLI."""
+
+    @app.command()
+    def pretrain(
+        patches: Annotated[str, typer.Argument(help="Patch store (PATCHES.zarr from `emseg curate`).")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Encoder weights to write (e.g. encoder.pt).")],
+        arch: Annotated[str, typer.Option(help="resnet18 | resnet34 | resnet50.")] = "resnet50",
+        epochs: Annotated[int, typer.Option(help="Epochs (recipe: 200).")] = 200,
+        batch_size: Annotated[int, typer.Option(help="Batch per process (recipe: 128; lr scales linearly).")] = 128,
+        width: Annotated[int, typer.Option(help="ResNet base width (64 = standard).")] = 64,
+        image_size: Annotated[int, typer.Option(help="Size of the augmented views.")] = 224,
+        queue_size: Annotated[int, typer.Option(help="MoCo queue length.")] = 65536,
+        lr: Annotated[Optional[float], typer.Option(help="Base lr (default 0.015 × batch / 128).")] = None,
+        schedule: Annotated[str, typer.Option(help="step (×0.1 at 60 %/80 % of epochs) or cosine.")] = "step",
+        bn_groups: Annotated[int, typer.Option(help="Single-process shuffle-BN groups (see docs).")] = 2,
+        steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap batches per epoch.")] = None,
+        device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+        seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+        resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's .state.pt.")] = False,
+        overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    ) -> None:
+        """MoCoV2 pretraining of a 1-channel ResNet on the kept patches (CEM500K recipe).
+
+        Writes OUTPUT (CEM500K-format weights with norms), OUTPUT.state.pt (resume) and
+        OUTPUT.png (loss / positive-key accuracy). For many GPUs:
+        `torchrun --nproc_per_node N -m emseg pretrain ...`.
+        """
+        from emseg.pretrain.run import PretrainConfig, pretrain as run_pretrain
+
+        config = PretrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, width=width, image_size=image_size,
+                                queue_size=queue_size, lr=lr, schedule=schedule, bn_groups=bn_groups,
+                                steps_per_epoch=steps_per_epoch, device=device, seed=seed)
+        summary = run_pretrain(patches, output, config, resume=resume, overwrite=overwrite)
+        if os.environ.get("RANK", "0") == "0":
+                typer.echo(f"wrote {summary['output']} ({summary['patches']} patches, {summary['images_per_s']:.1f} "
+                       f"images/s on {summary['device']})")
+
+    @app.command()
+    def train2d(
+        config: Annotated[Path, typer.Argument(help="YAML config (see docs/pretraining.md).")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("model2d.pt"),
+    ) -> None:
+        """Train a 2D U-Net-ResNet (random or pretrained encoder, frozen or fine-tuned) on slices."""
+        from emseg.train.transfer2d import load_config, train2d as run_train2d
+
+        summary = run_train2d(load_config(config), output)
+        scores = f", validation IoU {summary['iou']:.3f}" if "iou" in summary else ""
+        typer.echo(f"wrote {output} in {summary['wall_s']:.0f} s{scores}")
