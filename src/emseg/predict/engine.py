@@ -81,7 +81,9 @@ def probabilities(model, logits):
 
 
 def to_output_dtype(prob: np.ndarray, dtype: str) -> np.ndarray:
-    """uint8 0–255 (rounded) or float16 probabilities."""
+    """uint8 0–255 (rounded), float16, or (library only, for exactness checks) float32."""
+    if dtype == "float32":
+        return prob.astype(np.float32)
     if dtype == "uint8":
         return np.rint(np.clip(prob, 0.0, 1.0) * 255.0).astype(np.uint8)
     return prob.astype(np.float16)

@@ -167,8 +167,8 @@ def predict(
     from emseg.io import open_volume
     from emseg.io.ome_zarr import create_ome_zarr
 
-    if dtype not in ("uint8", "float16"):
-        raise ConfigError(f"dtype must be 'uint8' or 'float16', got {dtype!r}")
+    if dtype not in ("uint8", "float16", "float32"):
+        raise ConfigError(f"dtype must be 'uint8' or 'float16' (float32 for checks), got {dtype!r}")
     output = Path(output)
     volume = open_volume(volume) if not hasattr(volume, "reader") else volume
     torch_device = pick_device(device)
@@ -261,7 +261,7 @@ def _run(job, blocks, ledger, batch_size, retries, io_threads, workers, schedule
         bar.update(n)
         bar.set_postfix_str(f"{counted[0] / 1e6 / max(time.perf_counter() - start, 1e-9):.2f} MVox/s")
 
-    own_cluster = None
+    own_cluster = own_client = None
     try:
         if client is None and (workers or scheduler):
             from distributed import Client, LocalCluster
@@ -271,16 +271,17 @@ def _run(job, blocks, ledger, batch_size, retries, io_threads, workers, schedule
                 job.torch_threads = threads
                 own_cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
                                            dashboard_address=None)
-                client = Client(own_cluster)
+                client = own_client = Client(own_cluster)
             else:
                 try:
-                    client = Client(scheduler, timeout=30)
+                    client = own_client = Client(scheduler, timeout=30)
                 except OSError as exc:
                     raise EmsegError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         return run_blocks(job, blocks, ledger, batch_size=batch_size, retries=retries, io_threads=io_threads,
                           client=client, progress=on_progress)
     finally:
         bar.close()
+        if own_client is not None:
+            own_client.close()
         if own_cluster is not None:
-            client.close()
             own_cluster.close()
