@@ -74,12 +74,11 @@ def check_voxel_sizes(volume, model_voxel_size, allow_resample: bool, model_name
     another voxel size than the volume's."""
     from emseg.predict.resample import resampled
 
-    vol_vs = np.asarray(volume.voxel_size, dtype=float)
-    mod_vs = np.asarray(model_voxel_size, dtype=float)
-    if np.all(np.abs(vol_vs - mod_vs) <= VOXEL_SIZE_TOLERANCE * mod_vs):
+    vol_vs = tuple(float(v) for v in volume.voxel_size)
+    mod_vs = tuple(float(v) for v in model_voxel_size)
+    if all(abs(a - b) <= VOXEL_SIZE_TOLERANCE * b for a, b in zip(vol_vs, mod_vs)):
         return volume
-    message = (f"{volume.path}: voxel size {tuple(vol_vs)} nm differs from the model's "
-               f"{tuple(mod_vs)} nm ({model_name})")
+    message = f"{volume.path}: voxel size {vol_vs} nm differs from the model's {mod_vs} nm ({model_name})"
     if not allow_resample:
         raise ConfigError(message + "; pass --allow-resample to resample the input to the model's voxel size, "
                           "or --voxel-size if the file's metadata is wrong")
