@@ -34,12 +34,15 @@ class TinyNet2D(nn.Module):
         return self.body(x)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_THREADS = torch.get_num_threads()
+
+
+def setup_module():
+    torch.set_num_threads(1)  # tiny nets: one thread is fastest, above all on a busy CPU
+
+
+def teardown_module():
+    torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture(scope="module")

@@ -226,8 +226,12 @@ def predict(
     if not (workers or scheduler or client):  # in process: reuse the model loaded above
         engine._CACHE[f"model:{job.token}:{job.device}"] = (net.eval().to(torch_device), torch_device)
 
-    result_report = _run(job, blocks, ledger, batch_size, retries, io_threads, workers, scheduler, client,
-                         progress)
+    try:
+        result_report = _run(job, blocks, ledger, batch_size, retries, io_threads, workers, scheduler, client,
+                             progress)
+    finally:
+        engine._CACHE.pop(f"model:{job.token}:{job.device}", None)
+        engine._CACHE.pop(f"out:{job.output}", None)
     done = ledger.done()
     complete = all(b.key in done for b in blocks)
     if complete:
