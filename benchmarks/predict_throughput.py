@@ -5,8 +5,9 @@
 1. end-to-end (zarr in → OME-Zarr out, through `emseg.predict.predict`) ÷ pure forward
    (the same model on the same blocks, inputs already in memory): goal ≥ 0.90;
 2. vs `monai.inferers.sliding_window_inference` on the same network and volume (the
-   valid-conv net's output is padded back to its window, and the window step equals our
-   block, so both do the same forward passes): time and peak RSS, each in a fresh process;
+   valid-conv net's output is padded back to its window, the volume is mirror-padded by the
+   context and the window step equals our block, so both do the same forward passes): time
+   and peak RSS, each in a fresh process;
 3. peak RSS of emseg.predict on a volume 8× larger (goal < 10 % growth).
 The CPU is shared with other jobs while this runs: figures are medians of ``--repeats``.
 """
@@ -92,8 +93,8 @@ def child(args) -> dict:
 
         from emseg.models import normalize
 
-        lo = net.context[0] // 2
-        x = torch.from_numpy(normalize(volume[:, :, :]))[None, None]
+        lo = net.context[0] // 2  # mirror-pad by the context so windows cover the volume as our blocks do
+        x = torch.from_numpy(normalize(np.pad(volume[:, :, :], lo, mode="reflect")))[None, None]
 
         def predictor(t):
             p = net.probabilities(net(t))
@@ -102,10 +103,17 @@ def child(args) -> dict:
         with torch.inference_mode():
             prob = sliding_window_inference(x, geo_in, args.batch, predictor,
                                             overlap=(net.context[0] - 0.5) / geo_in[0], mode="constant")
-        np.rint(prob.numpy() * 255).astype(np.uint8)
+        np.rint(prob[0, 0, lo:-lo, lo:-lo, lo:-lo].numpy() * 255).astype(np.uint8)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "voxels": int(np.prod(volume.shape)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"seconds": seconds, "voxels": int(np.prod(volume.shape)), "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_child(kind: str, input_path: Path, out: Path, args, fmaps=None, levels=None) -> dict:
