@@ -79,20 +79,19 @@ def child(args) -> dict:
     net = make_net(args.fmaps, args.levels)
     volume = open_volume(args.input)
     geo_in = net.input_shape_for((args.block,) * 3)
+    from monai.inferers import sliding_window_inference  # imports outside the timed part
+
+    from emseg.models import normalize
+    from emseg.predict import predict
+
     start = time.perf_counter()
     if args.child == "emseg":
-        from emseg.predict import predict
-
         predict(net, volume, Path(args.out), chunks=args.block, block_shape=args.block, device="cpu",
                 batch_size=args.batch, overwrite=True)
     elif args.child == "baseline":  # interpreter + torch + net + one forward pass: the fixed cost
         with torch.inference_mode():
             net(torch.zeros((args.batch, 1, *geo_in)))
     else:
-        from monai.inferers import sliding_window_inference
-
-        from emseg.models import normalize
-
         lo = net.context[0] // 2  # mirror-pad by the context so windows cover the volume as our blocks do
         x = torch.from_numpy(normalize(np.pad(volume[:, :, :], lo, mode="reflect")))[None, None]
 

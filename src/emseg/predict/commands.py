@@ -51,5 +51,5 @@ def register(app: typer.Typer) -> None:
         r = result.report
         voxels = result.plan.n_voxels
         typer.echo(f"{output}: {len(r.done)} blocks computed, {r.skipped} already done, "
-                   f"{'complete' if result.complete else 'incomplete'} ({voxels / 1e6:.1f} MVox planned, "
+                   f"{'complete' if result.complete else 'incomplete'} ({voxels / 1e6:.2f} MVox planned, "
                    f"{r.seconds:.1f} s)")
