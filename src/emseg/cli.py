@@ -108,6 +108,7 @@ COMMAND_MODULES: list[str] = [
     "emseg.curate.commands",
     "emseg.prepare.commands",
     "emseg.pretrain.commands",
+    "emseg.predict.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)
