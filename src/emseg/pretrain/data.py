@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emseg.errors import CorruptFileError, InvalidValuesError, VolumeNotFoundError
+from emseg.errors import CorruptFileError, InvalidValuesError
 
 
 @dataclass
@@ -38,30 +38,20 @@ class PatchTable:
 
 
 def open_patch_store(path: str | os.PathLike) -> PatchTable:
-    """Open a complete patch store and select rows with ``kept == True``."""
-    import zarr
+    """Open a complete patch store (`emseg.curate.store.PatchStore`) and select kept rows."""
+    from emseg.curate.store import PatchStore
 
-    path = Path(path)
-    if not path.exists():
-        raise VolumeNotFoundError(f"{path}: patch store not found")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as exc:  # noqa: BLE001
-        raise CorruptFileError(f"{path}: not a zarr group ({exc})") from None
-    meta = dict(group.attrs.get("emseg", {}))
-    if meta.get("kind") != "patch_store":
-        raise CorruptFileError(f"{path}: not an emseg patch store (attrs emseg.kind != 'patch_store')")
-    if not meta.get("complete", False):
+    store = PatchStore.open(path)
+    if not store.meta.get("complete", False):
         raise CorruptFileError(f"{path}: patch store is incomplete (curation did not finish)")
-    patches = group["patches"]
-    table = group["table"]
-    kept = np.asarray(table["kept"][:], dtype=bool)
-    index = np.flatnonzero(kept)
+    index = store.kept_indices()
     if index.size == 0:
         raise InvalidValuesError(f"{path}: no kept patches to pretrain on")
-    size = int(meta.get("patch_size", patches.shape[1]))
-    return PatchTable(path, patches, index, np.asarray(table["height"][:])[index].astype(int),
-                      np.asarray(table["width"][:])[index].astype(int), size, int(patches.chunks[0]))
+    patches = store.patches
+    size = int(store.meta.get("patch_size", patches.shape[1]))
+    heights = store.column("height")[index].astype(int)
+    widths = store.column("width")[index].astype(int)
+    return PatchTable(Path(path), patches, index, heights, widths, size, int(patches.chunks[0]))
 
 
 def mirror_fill(patch: np.ndarray, height: int, width: int) -> np.ndarray:
