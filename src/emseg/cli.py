@@ -101,6 +101,7 @@ def demo(
 # ``register(app: typer.Typer)``; list the module here (one line per stage).
 # Keep heavy imports (torch, dask) inside the command functions so `emseg --help` stays fast.
 COMMAND_MODULES: list[str] = [
+    "emseg.annotate.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)

@@ -138,7 +138,7 @@ def graph_cut(
     dist_weight: float = 1.0,
     smoothness: float = 2.0,
     supervoxel_nm: float | None = None,
-    compactness: float = 1.0,
+    compactness: float = 0.1,
     smooth_nm: float | None = None,
     max_slic_voxels: int = 2_000_000,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
