@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             "--voxel-size", help="Voxel size Z Y X in nm (overrides the file's metadata).")] = None,
         hist_weight: Annotated[float, typer.Option(help="Weight of the intensity-histogram term.")] = 1.0,
         dist_weight: Annotated[float, typer.Option(help="Weight of the distance-to-stroke term.")] = 1.0,
-        smoothness: Annotated[float, typer.Option(help="Weight of the contrast-sensitive smoothness term.")] = 2.0,
+        smoothness: Annotated[float, typer.Option(help="Weight of the contrast-sensitive smoothness term.")] = 0.5,
         supervoxel_nm: Annotated[Optional[float], typer.Option(
             help="Supervoxel edge in nm (default 5 voxels).")] = None,
         memory_gb: Annotated[float, typer.Option(help="Memory budget; larger ROIs are refused with a suggestion.")] = 4.0,

@@ -136,7 +136,7 @@ def graph_cut(
     roi: str | Sequence | None = None,
     hist_weight: float = 1.0,
     dist_weight: float = 1.0,
-    smoothness: float = 2.0,
+    smoothness: float = 0.5,
     supervoxel_nm: float | None = None,
     compactness: float = 0.1,
     smooth_nm: float | None = None,
