@@ -109,6 +109,7 @@ COMMAND_MODULES: list[str] = [
     "emseg.prepare.commands",
     "emseg.pretrain.commands",
     "emseg.predict.commands",
+    "emseg.annotate.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)
