@@ -48,3 +48,16 @@ def test_checkpoint_roundtrip(tmp_path):
     assert loaded.organelle == "mito" and loaded.voxel_size == (5, 5, 5)
     for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_slim_checkpoint_drops_optimizer_but_stays_usable(tmp_path):
+    from emseg.models import read_checkpoint, slim_checkpoint
+
+    model = build("unet3d", fmaps=2)
+    full = save_checkpoint(tmp_path / "full.pt", model, architecture="unet3d", model_config=model.config,
+                           voxel_size=(5, 5, 5), normalization={"mean": 0.5, "std": 0.2},
+                           training={"optimizer": {"state": list(range(1000))}, "validation": {"f1": 0.9}})
+    slim = slim_checkpoint(full, tmp_path / "slim.pt")
+    payload = read_checkpoint(slim)
+    assert "optimizer" not in payload["training"] and payload["training"]["validation"] == {"f1": 0.9}
+    assert load_checkpoint(slim).voxel_size == (5, 5, 5)

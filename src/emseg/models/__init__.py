@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from emseg.models.checkpoint import LoadedModel, load_checkpoint, read_checkpoint, save_checkpoint
+from emseg.models.checkpoint import LoadedModel, load_checkpoint, read_checkpoint, save_checkpoint, slim_checkpoint
 from emseg.models.normalization import normalize, unit_scale
 from emseg.models.registry import available, build, register
 from emseg.models.resnet import ResNet
@@ -36,4 +36,4 @@ def load(name_or_path: str, device: str = "cpu") -> LoadedModel:
 
 
 __all__ = ["LoadedModel", "ResNet", "UNet3D", "UNetResNet2D", "available", "build", "bundled", "load", "load_checkpoint", "normalize",
-           "read_checkpoint", "register", "save_checkpoint", "unit_scale"]
+           "read_checkpoint", "register", "save_checkpoint", "slim_checkpoint", "unit_scale"]

@@ -94,3 +94,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         voxel_size=tuple(payload["voxel_size"]), normalization=payload["normalization"],
         organelle=payload.get("organelle", "object"), threshold=payload.get("threshold", 0.5),
         training=payload.get("training", {}), path=str(path))
+
+
+def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy a checkpoint without optimizer state and loss history (for sharing or bundling);
+    everything needed to use it (weights, config, normalisation, scores) is kept."""
+    payload = read_checkpoint(source)
+    training = {k: v for k, v in payload.get("training", {}).items() if k not in ("optimizer", "history")}
+    payload = {**payload, "training": training}
+    target = Path(target)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+    torch.save(payload, temp)
+    os.replace(temp, target)
+    return target
