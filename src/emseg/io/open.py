@@ -126,14 +126,13 @@ def open_tiff(path: str, channel: int | None) -> Volume:
             tif.pages[len(tif.pages) - 1].asarray() if len(tif.pages) > 1 else None
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, struct_error()) as err:
         raise CorruptFileError(f"{path}: not a readable TIFF ({err})") from err
-    squeeze_2d = False
     reader: Any = readers.TiffReader(path, squeeze_2d=False)
     axes = axes.upper()
     if axes.endswith("S") or (len(shape) >= 3 and shape[-1] in (3, 4) and "C" in axes[-1:]):
         shape, reader = select_channel(path, shape, reader, channel)
         axes = axes[:-1]
     if len(shape) == 2:
-        shape, squeeze_2d = (1, *shape), True
+        shape = (1, *shape)
         reader = rebuild_2d(path, reader, channel)
     if len(shape) != 3:
         raise UnsupportedFormatError(
