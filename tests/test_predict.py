@@ -84,6 +84,17 @@ def test_blockwise_equals_whole_volume_bit_for_bit(raw, tmp_path, levels, block)
 
 
 @pytest.mark.timeout(60)
+def test_stem_model_blockwise_equals_whole_volume_bit_for_bit(raw, tmp_path):
+    """A stride-2 stem doubles the translation period (grid 4): blocks must snap to it."""
+    torch.manual_seed(2)
+    model = UNet3D(fmaps=2, downsample_factors=((2, 2, 2),), stem_factor=2).eval()
+    result = predict(model, array_volume(raw, VOXEL), tmp_path / "p.zarr", chunks=8, block_shape=8,
+                     dtype="float32", device="cpu")
+    assert len(result.plan) > 4 and result.complete
+    np.testing.assert_array_equal(read_out(tmp_path / "p.zarr"), whole_volume(model, raw))
+
+
+@pytest.mark.timeout(60)
 def test_batched_blocks_match_to_float_rounding(raw, tmp_path):
     """Batches > 1 may take another conv kernel path in torch: equal to ~1 ulp, not bitwise."""
     model = tiny_unet(levels=2)

@@ -142,3 +142,20 @@ def test_finetune_improves_f1_on_new_cell(cell, tmp_path):
     changed = any(not torch.equal(a, b) for a, b in zip(trained.model.state_dict().values(),
                                                           tuned.model.state_dict().values()))
     assert changed and f1_after > f1_before + 0.05, (f1_before, f1_after)
+
+
+@pytest.mark.timeout(300)
+def test_auto_threshold_and_cosine_schedule(cell, tmp_path):
+    """threshold: auto keeps the best-F1 threshold of the sweep in the checkpoint; cosine anneals the lr."""
+    from emseg.train.validate import AUTO_THRESHOLDS
+    folder, _ = cell
+    cfg = config(folder, iterations=8, validate_every=4, threshold="auto", lr_schedule="cosine",
+                 output_dir=str(tmp_path / "run"))
+    trainer = train(cfg, progress=False)
+    assert trainer.optimizer.param_groups[0]["lr"] < 0.1 * cfg.learning_rate
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    chosen = best["threshold"]
+    assert chosen in AUTO_THRESHOLDS and best["training"]["validation"]["threshold"] == chosen
+    auto = validate(trainer.model, trainer.val_sources, trainer.normalization, "auto")
+    for t in (0.3, 0.5, 0.9):
+        assert auto["f1"] >= validate(trainer.model, trainer.val_sources, trainer.normalization, t)["f1"]

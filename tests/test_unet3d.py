@@ -61,3 +61,31 @@ def test_slim_checkpoint_drops_optimizer_but_stays_usable(tmp_path):
     payload = read_checkpoint(slim)
     assert "optimizer" not in payload["training"] and payload["training"]["validation"] == {"f1": 0.9}
     assert load_checkpoint(slim).voxel_size == (5, 5, 5)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+def test_stem_factor_shapes_context_and_grid(upsample):
+    """A stride-s stem runs the U-Net at s× coarser resolution: s× the context, s× the grid."""
+    plain = UNet3D(fmaps=2, downsample_factors=[(2, 2, 2)], upsample=upsample)
+    stem = UNet3D(fmaps=2, downsample_factors=[(2, 2, 2)], upsample=upsample, stem_factor=2)
+    assert stem.context == tuple(2 * c for c in plain.context)
+    assert stem.grid == (4, 4, 4) and plain.grid == (2, 2, 2)
+    shape = stem.valid_input_shape((30, 40, 50))
+    assert all(s % 2 == 0 for s in shape)
+    out = stem(torch.zeros(1, 1, *shape))
+    assert tuple(out.shape[2:]) == stem.output_shape(shape)
+    assert tuple(i - o for i, o in zip(shape, out.shape[2:])) == stem.context
+    with pytest.raises(ValueError, match="not valid"):
+        stem.output_shape((shape[0] + 1, shape[1], shape[2]))
+    with pytest.raises(ValueError, match="stem_factor"):
+        UNet3D(stem_factor=0)
+
+
+def test_stem_model_checkpoint_roundtrip(tmp_path):
+    model = build("unet3d", fmaps=2, downsample_factors=[(2, 2, 2)], stem_factor=2)
+    path = save_checkpoint(tmp_path / "m.pt", model, architecture="unet3d", model_config=model.config,
+                           voxel_size=(5.0, 5.0, 5.0), normalization={"mean": 0.5, "std": 0.2})
+    loaded = load_checkpoint(path)
+    x = torch.rand(1, 1, *model.valid_input_shape((24, 24, 24)))
+    assert loaded.model.stem_factor == 2
+    torch.testing.assert_close(loaded.model(x), model(x))

@@ -58,20 +58,29 @@ class UNet3D(nn.Module):
         convs_per_level: int = 2,
         upsample: Literal["nearest", "transposed"] = "nearest",
         norm: bool = False,
+        stem_factor: int = 1,
     ):
         super().__init__()
         self.config = dict(in_channels=in_channels, out_channels=out_channels, fmaps=fmaps,
                            fmap_inc_factor=fmap_inc_factor,
                            downsample_factors=[list(_triple(f)) for f in downsample_factors],
                            kernel_size=list(_triple(kernel_size)), convs_per_level=convs_per_level,
-                           upsample=upsample, norm=norm)
+                           upsample=upsample, norm=norm, stem_factor=stem_factor)
         self.factors = [_triple(f) for f in downsample_factors]
         self.kernel = _triple(kernel_size)
         self.convs_per_level = convs_per_level
         levels = len(self.factors) + 1
         widths = [fmaps * fmap_inc_factor**i for i in range(levels)]
+        self.stem_factor = int(stem_factor)
+        if self.stem_factor < 1:
+            raise ValueError(f"stem_factor must be ≥ 1, got {stem_factor}")
+        first_in = in_channels
+        if self.stem_factor > 1:  # learned s×s×s patches: the U-Net runs at s× coarser resolution
+            s = self.stem_factor
+            self.stem = nn.Sequential(nn.Conv3d(in_channels, fmaps, s, stride=s), nn.ReLU(inplace=True))
+            first_in = fmaps
         self.down = nn.ModuleList(
-            ConvPass(in_channels if i == 0 else widths[i - 1], widths[i], self.kernel, convs_per_level, norm)
+            ConvPass(first_in if i == 0 else widths[i - 1], widths[i], self.kernel, convs_per_level, norm)
             for i in range(levels))
         self.pool = nn.ModuleList(nn.MaxPool3d(f, stride=f) for f in self.factors)
         self.upsample_mode = upsample
@@ -85,7 +94,10 @@ class UNet3D(nn.Module):
         self.up_conv = nn.ModuleList(
             ConvPass(widths[i] + widths[i + 1], widths[i], self.kernel, convs_per_level, norm)
             for i in range(levels - 1))
-        self.head = nn.Conv3d(widths[0], out_channels, 1)
+        if self.stem_factor > 1:  # back to full resolution: one learned s×s×s output patch per voxel
+            self.head = nn.ConvTranspose3d(widths[0], out_channels, self.stem_factor, stride=self.stem_factor)
+        else:
+            self.head = nn.Conv3d(widths[0], out_channels, 1)
 
     # ---- geometry -------------------------------------------------------------------
     # Per axis, a valid input is fixed by the size b ≥ 1 of the bottom feature map:
@@ -100,8 +112,8 @@ class UNet3D(nn.Module):
             size_in = size_in * f[axis] + c
             size_out = size_out * f[axis] - c
             if size_out < 1:
-                return size_in, 0
-        return size_in, size_out
+                return size_in * self.stem_factor, 0
+        return size_in * self.stem_factor, size_out * self.stem_factor
 
     def _bottom_for(self, axis: int, ok) -> int:
         bottom = 1
@@ -141,7 +153,18 @@ class UNet3D(nn.Module):
         return tuple(shape)  # type: ignore[return-value]
 
     # ---- forward --------------------------------------------------------------------
+    @property
+    def grid(self) -> Shape:
+        """Translation period per axis: block offsets that are multiples of it give
+        bit-identical blockwise output (stem × product of the downsampling factors)."""
+        grid = [self.stem_factor] * 3
+        for f in self.factors:
+            grid = [g * x for g, x in zip(grid, f)]
+        return tuple(grid)  # type: ignore[return-value]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem_factor > 1:
+            x = self.stem(x)
         skips = []
         for level, conv in enumerate(self.down[:-1]):
             x = conv(x)

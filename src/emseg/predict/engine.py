@@ -35,6 +35,8 @@ class Geometry:
 
 def downsampling_grid(model) -> tuple[int, int, int]:
     """Product of a valid-conv net's downsampling factors per axis (1 if unknown)."""
+    if hasattr(model, "grid"):
+        return tuple(int(g) for g in model.grid)  # type: ignore[return-value]
     grid = [1, 1, 1]
     for f in getattr(model, "factors", []):
         grid = [g * int(x) for g, x in zip(grid, f)]

@@ -74,7 +74,8 @@ class TrainConfig(Strict):
     validate_every: int = Field(default=500, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
     max_minutes: float | None = None
-    threshold: float = 0.5
+    threshold: Union[float, Literal["auto"]] = 0.5
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     augment: Augment = Augment()
     sampling: Sampling = Sampling()
     normalization: dict[str, float] | None = None

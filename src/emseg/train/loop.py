@@ -24,7 +24,7 @@ from emseg.train.data import BlockSampler, SourceData, open_source
 from emseg.train.loss import training_loss
 from emseg.train.validate import validate
 
-LOG_FIELDS = ["iteration", "loss", "seconds", "val_f1", "val_iou", "val_precision", "val_recall"]
+LOG_FIELDS = ["iteration", "loss", "seconds", "val_f1", "val_iou", "val_precision", "val_recall", "val_threshold"]
 
 
 def open_sources(config: TrainConfig) -> tuple[list[SourceData], list[SourceData]]:
@@ -118,7 +118,10 @@ class Trainer:
         self.model.train()
         data = iter(self.loader())
         loss_sum, loss_n = 0.0, 0
+        first = self.iteration
         while self.iteration < total and time.perf_counter() - start < budget:
+            self.set_learning_rate(max((self.iteration - first) / max(total - first, 1),
+                                       (time.perf_counter() - start) / budget))
             batch = next(data)
             logits = self.model(batch["raw"].to(self.device))
             loss = training_loss(self.config.loss, logits, batch["target"].to(self.device),
@@ -129,7 +132,7 @@ class Trainer:
             self.iteration += 1
             loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
             bar.update(1)
-            last = self.iteration == total
+            last = self.iteration == total or time.perf_counter() - start >= budget
             if self.val_sources and (self.iteration % self.config.validate_every == 0 or last):
                 scores = validate(self.model, self.val_sources, self.normalization, self.config.threshold,
                                   self.device)
@@ -137,25 +140,36 @@ class Trainer:
                 loss_sum, loss_n = 0.0, 0
                 if scores["f1"] > self.best_f1:
                     self.best_f1 = scores["f1"]
-                    self.save(self.out / "best.pt", scores)
+                    self.save(self.out / "best.pt", scores, threshold=scores["threshold"])
             elif self.iteration % 50 == 0:
                 self.log(loss_sum / loss_n, time.perf_counter() - start, {})
                 loss_sum, loss_n = 0.0, 0
-            bar.set_postfix(loss=f"{float(loss):.3f}", f1=f"{self.best_f1:.3f}" if self.best_f1 >= 0 else "-")
+            bar.set_postfix(loss=f"{loss.item():.3f}", f1=f"{self.best_f1:.3f}" if self.best_f1 >= 0 else "-")
             if self.iteration % self.config.checkpoint_every == 0 or last:
-                self.save(self.out / "last.pt", scores)
+                self.save(self.out / "last.pt", scores, threshold=scores.get("threshold"))
         bar.close()
-        self.save(self.out / "last.pt", scores)
+        self.save(self.out / "last.pt", scores, threshold=scores.get("threshold"))
         if not self.val_sources:
             self.save(self.out / "best.pt", scores)
         self.plot()
         return scores
 
+    def set_learning_rate(self, progress: float) -> None:
+        """Constant, or cosine decay to 0 over the run (``progress`` in [0, 1]: the larger of the
+        iteration and wall-clock fractions, so a time-limited run still anneals)."""
+        factor = 1.0
+        if self.config.lr_schedule == "cosine":
+            factor = 0.5 * (1 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate * factor
+
     # ---- outputs -----------------------------------------------------------------------
-    def save(self, path: Path, scores: dict) -> None:
+    def save(self, path: Path, scores: dict, threshold: float | None = None) -> None:
+        if threshold is None:
+            threshold = 0.5 if self.config.threshold == "auto" else self.config.threshold
         save_checkpoint(path, self.model, architecture=self.architecture, model_config=self.model_cfg,
                         voxel_size=self.voxel_size, normalization=self.normalization,
-                        organelle=self.config.organelle, threshold=self.config.threshold,
+                        organelle=self.config.organelle, threshold=threshold,
                         training={"config": self.config.model_dump(), "iteration": self.iteration,
                                   "optimizer": self.optimizer.state_dict(), "validation": scores,
                                   "best_f1": self.best_f1, "history": self.history,
@@ -163,7 +177,8 @@ class Trainer:
 
     def log(self, loss: float, seconds: float, scores: dict) -> None:
         row = {"iteration": self.iteration, "loss": round(loss, 5), "seconds": round(seconds, 1),
-               **{f"val_{k}": round(scores[k], 5) if k in scores else "" for k in ("f1", "iou", "precision", "recall")}}
+               **{f"val_{k}": round(scores[k], 5) if k in scores else ""
+                  for k in ("f1", "iou", "precision", "recall", "threshold")}}
         self.history.append(row)
         path = self.out / "log.csv"
         new = not path.exists()

@@ -21,11 +21,14 @@ def tile_starts(size: int, tile: int) -> list[int]:
     return starts + [size - tile]
 
 
+DEFAULT_OUTPUT_TILE = 112  # per axis; large tiles waste less compute on context
+
+
 @torch.inference_mode()
 def predict_in_memory(model, raw: np.ndarray, normalization: dict, output_tile=None,
                       device: torch.device | str = "cpu") -> np.ndarray:
     """Foreground probability (float32, same shape as ``raw``) of a valid-conv model."""
-    output_tile = output_tile or model.output_shape(model.valid_input_shape((96, 96, 96)))
+    output_tile = output_tile or (DEFAULT_OUTPUT_TILE,) * 3
     output_tile = tuple(min(t, max(n, 1)) for t, n in zip(output_tile, raw.shape))
     input_tile = model.input_shape_for(output_tile)
     output_tile = model.output_shape(input_tile)
@@ -48,10 +51,17 @@ def predict_in_memory(model, raw: np.ndarray, normalization: dict, output_tile=N
     return out
 
 
-def validate(model, sources, normalization: dict, threshold: float = 0.5, device="cpu",
+AUTO_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(13))  # 0.30 … 0.90
+
+
+def validate(model, sources, normalization: dict, threshold: float | str = 0.5, device="cpu",
              output_tile=None) -> dict[str, float]:
-    """Voxel precision/recall/F1/IoU over all validation sources, inside sample ∧ metric mask."""
-    total = Counts()
+    """Voxel precision/recall/F1/IoU over all validation sources, inside sample ∧ metric mask.
+
+    ``threshold="auto"`` scores the thresholds 0.30, 0.35 … 0.90 and returns the best by F1
+    (its value under ``"threshold"``); otherwise the given threshold is used."""
+    thresholds = AUTO_THRESHOLDS if threshold == "auto" else (float(threshold),)
+    totals = {t: Counts() for t in thresholds}
     for source in sources:
         full = tuple(source.shape)
         raw = source.raw.read((0, 0, 0), full)
@@ -64,5 +74,8 @@ def validate(model, sources, normalization: dict, threshold: float = 0.5, device
             mask &= source.metric_mask.read((0, 0, 0), full) > 0
         if source.exclusion_width:
             mask &= boundary_exclusion_mask(target, source.exclusion_width) > 0
-        total = total + confusion_counts(prob >= threshold, target > 0, mask)
-    return scores_from_counts(total)
+        for t in thresholds:
+            totals[t] = totals[t] + confusion_counts(prob >= t, target > 0, mask)
+    scored = {t: scores_from_counts(c) for t, c in totals.items()}
+    best = max(thresholds, key=lambda t: (scored[t]["f1"], -abs(t - 0.5)))
+    return {**scored[best], "threshold": best}
