@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         axis: Annotated[str, typer.Option(help="Stack axis for 2D nets in stack mode: z, y or x.")] = "z",
         tta: Annotated[bool, typer.Option("--tta", help="Average predictions over flips (slower).")] = False,
         halo: Annotated[Optional[int], typer.Option(help="Halo in voxels for same-padded / 2D nets (default: the model's, else 32).")] = None,
-        block: Annotated[int, typer.Option(help="Write block edge in voxels (rounded up to whole chunks).")] = 64,
+        block: Annotated[Optional[int], typer.Option(help="Write block edge in voxels (rounded up to whole chunks); default: twice the model's context, at least 64.")] = None,
         chunks: Annotated[int, typer.Option(help="Output chunk edge in voxels.")] = 64,
         voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option("--voxel-size", help="Input voxel size Z Y X in nm (overrides the file).")] = None,
         amp: Annotated[bool, typer.Option("--amp", help="bfloat16 autocast (GPU).")] = False,

@@ -127,6 +127,13 @@ def _prepare_output(output: Path, settings: dict, overwrite: bool, create) -> No
         raise EmsegError(f"{output}: cannot write the output ({exc.strerror or exc})") from None
 
 
+def default_block_shape(net: Any, mode: str) -> tuple[int, int, int]:
+    """Write blocks of twice the context (≥ 64): a third or more of each read is output, not context."""
+    if mode == "3d" and is_valid_conv(net):
+        return tuple(max(64, 2 * int(c)) for c in net.context)  # type: ignore[return-value]
+    return (64, 64, 64)
+
+
 def predict(
     model: Any,
     volume: Any,
@@ -184,7 +191,7 @@ def predict(
 
     chunk_shape = tuple(min(int(c), n) for c, n in zip((chunks,) * 3 if np.isscalar(chunks) else chunks,
                                                        volume.shape))
-    wanted = (block_shape,) * 3 if np.isscalar(block_shape) else (block_shape or (64, 64, 64))
+    wanted = (block_shape,) * 3 if np.isscalar(block_shape) else (block_shape or default_block_shape(net, mode))
     grid = geometry(net, (1, 1, 1), mode, halo, axis).grid if is_valid_conv(net) and mode == "3d" else (1, 1, 1)
     wanted = [min(int(w), n) for w, n in zip(wanted, volume.shape)]
     geo = geometry(net, block_shape_for(chunk_shape, wanted, grid), mode, halo, axis)
