@@ -38,13 +38,15 @@ def viewer(make_napari_viewer, sample):
     return viewer
 
 
-def screenshot(viewer, widget, name: str, tmp_path: Path) -> Path:
+def screenshot(viewer, widget, name: str, tmp_path: Path, reset: bool = True) -> Path:
     """Dock ``widget`` and save a screenshot of the whole window; returns the PNG path."""
     from PIL import Image
 
     if widget is not None:
         viewer.window.add_dock_widget(widget, name=name, area="right")
     viewer.window._qt_window.resize(1400, 900)
+    if reset:
+        viewer.reset_view()
     image = viewer.screenshot(canvas_only=False, flash=False)
     folder = DOCS if os.environ.get("EMSEG_SCREENSHOTS") == "1" else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -139,7 +141,8 @@ def test_annotate_widget(viewer, qtbot, tmp_path, sample):
     widget = AnnotateWidget(viewer)
     widget.image.select("synthetic EM")
     widget.add_stroke_layers()
-    strokes = simulate_strokes(truth, planes=3, axis=1)  # strokes on xz planes: any plane works
+    strokes = simulate_strokes(truth, planes=2, axis=0)  # strokes on xy planes ...
+    strokes = np.maximum(strokes, simulate_strokes(truth, planes=2, axis=2))  # ... and on yz planes
     viewer.layers["object strokes"].data = (strokes == 1).astype(np.uint8)
     viewer.layers["background strokes"].data = (strokes == 2).astype(np.uint8) * 2
     layer = run_and_wait(qtbot, widget, widget.run)
@@ -152,8 +155,11 @@ def test_annotate_widget(viewer, qtbot, tmp_path, sample):
     mask = open_volume(entry["labels"])
     assert mask.voxel_size == SAMPLE_VOXEL_SIZE and np.array_equal(mask[:, :, :], layer.data > 0)
     assert open_volume(entry["sample_mask"])[:, :, :].all()
-    viewer.layers["synthetic EM"].visible = True
+    stroked_plane = int(np.argmax((strokes > 0).sum(axis=(1, 2))))
     screenshot(viewer, widget, "annotate", tmp_path)
+    viewer.dims.set_point(0, stroked_plane * SAMPLE_VOXEL_SIZE[0])
+    layer.opacity = 0.35
+    screenshot(viewer, None, "annotate", tmp_path, reset=False)
 
 
 @pytest.mark.timeout(120)
@@ -217,4 +223,26 @@ def test_measure_widget(viewer, qtbot, tmp_path, sample):
     widget.mesh_folder.set_path(tmp_path / "meshes")
     written = run_and_wait(qtbot, widget, widget.export_meshes)
     assert len(written) == len(ids) and all((tmp_path / "meshes" / f"{w['id']}.ply").exists() for w in written)
-    screenshot(viewer, widget, "measure", tmp_path)
+    screenshot(viewer, widget, "measure", tmp_path, reset=False)  # keep the view on the clicked object
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_segment_widget_on_real_em(make_napari_viewer, qtbot, tmp_path, shared_data):
+    """The bundled mito model through the Segment dock on a held-out Lucchi crop (z 132-164)."""
+    from emseg.io import open_volume
+    from emseg.napari_plugin.segment import SegmentWidget
+
+    roi = (slice(132, 164), slice(320, 512), slice(128, 320))
+    raw = open_volume(str(shared_data / "lucchi" / "train_image.tif"))
+    truth = open_volume(str(shared_data / "lucchi" / "train_mito.tif"))[roi] > 0
+    viewer = make_napari_viewer()
+    viewer.add_image(raw[roi], name="Lucchi z132-164", scale=raw.voxel_size)
+    widget = SegmentWidget(viewer)
+    widget.model.set_value("mito")
+    widget.device.setCurrentText("cpu")
+    widget.output.set_path(tmp_path)
+    layer = run_and_wait(qtbot, widget, widget.run)
+    assert voxel_scores(layer.data > 0, truth)["f1"] > 0.5
+    viewer.dims.set_point(0, 16 * raw.voxel_size[0])
+    screenshot(viewer, widget, "segment_real_em", tmp_path)

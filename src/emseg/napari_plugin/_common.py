@@ -74,6 +74,8 @@ class ModelPicker(QWidget):
         super().__init__(parent)
         self.combo = QComboBox()
         self.combo.setEditable(True)
+        self.combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.combo.setMinimumContentsLength(16)
         browse = QPushButton("…")
         browse.setToolTip("Choose a checkpoint (.pt)")
         browse.clicked.connect(self._browse)
