@@ -175,15 +175,15 @@ def test_finetune_widget(viewer, qtbot, tmp_path, sample):
     widget.model.set_value(str(start_ckpt))
     widget.image.select("synthetic EM")
     widget.mask.select(mask.name)
-    widget.iterations.setValue(6)
-    widget.step.setValue(3)
+    widget.iterations.setValue(4)
+    widget.step.setValue(2)
     widget.device.setCurrentText("cpu")
     widget.output.set_path(tmp_path / "ft")
     best = run_and_wait(qtbot, widget, widget.run)
     assert Path(best).exists() and str(best) in RECENT_CHECKPOINTS and widget.model.value() == str(best)
     state = torch.load(best, map_location="cpu", weights_only=False)
     history = torch.load(Path(best).parent / "last.pt", map_location="cpu", weights_only=False)["training"]["history"]
-    assert [r["iteration"] for r in history] == [3, 6] and all(r["val_f1"] != "" for r in history)
+    assert [r["iteration"] for r in history] == [2, 4] and all(r["val_f1"] != "" for r in history)
     before = torch.load(start_ckpt, map_location="cpu", weights_only=False)["state_dict"]
     assert any(not torch.equal(before[k], v) for k, v in state["state_dict"].items())  # weights moved
     ax = widget.figure.axes[0]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
                             QVBoxLayout, QWidget)
 
@@ -178,3 +180,73 @@ class Progress(QWidget):
             show_error(f"emseg: {error}")
         except Exception:  # noqa: BLE001 — notifications are a convenience only
             pass
+
+
+class EmsegDock(QWidget):
+    """Base of the emseg docks: the viewer, a run button, a progress line, one background job at
+    a time, and ``finished`` (emitted with the result, or with the error)."""
+
+    finished = Signal(object)
+
+    def __init__(self, napari_viewer, run_label: str, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.worker = None
+        self.run_button = QPushButton(run_label)
+        self.run_button.clicked.connect(self.run)
+        self.progress = Progress()
+        self._tmp = None
+
+    def run(self) -> None:  # pragma: no cover — every dock defines it
+        raise NotImplementedError
+
+    def workdir(self, chosen: Path | None, prefix: str) -> Path:
+        """``chosen``, or a temporary folder kept while the dock lives."""
+        if chosen is not None:
+            return chosen
+        self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix=f"emseg-{prefix}-")
+        return Path(self._tmp.name)
+
+    def start(self, function, *args, busy: str, on_return, on_yield=None, **kwargs) -> None:
+        """Run ``function(*args, **kwargs)`` (a generator yields progress) in a napari
+        thread_worker; ``on_return(result)`` runs in the GUI thread and returns what
+        ``finished`` carries."""
+        from napari.qt.threading import thread_worker
+
+        self.run_button.setEnabled(False)
+        self.progress.busy(busy)
+        worker = thread_worker(function, start_thread=False)(*args, **kwargs)
+        if on_yield is not None:
+            worker.yielded.connect(on_yield)
+        worker.returned.connect(lambda result: self._returned(on_return, result))
+        worker.errored.connect(self.fail)
+        self.worker = worker
+        worker.start()
+
+    def _returned(self, handler, result) -> None:
+        try:
+            emitted = handler(result)
+        except Exception as error:  # noqa: BLE001 — shown to the user
+            self.fail(error)
+            return
+        self.run_button.setEnabled(True)
+        self.worker = None
+        self.finished.emit(emitted)
+
+    def done(self, message: str, result) -> None:
+        """Finish a quick action run in the GUI thread."""
+        self.progress.finish(message)
+        self.finished.emit(result)
+
+    def fail(self, error: BaseException) -> None:
+        self.progress.fail(error)
+        self.run_button.setEnabled(True)
+        self.worker = None
+        self.finished.emit(error)
+
+
+def device_combo() -> QComboBox:
+    """auto (CUDA, then MPS, then CPU), cpu, cuda, mps."""
+    combo = QComboBox()
+    combo.addItems(["auto", "cpu", "cuda", "mps"])
+    return combo

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLineEdit, QPushButton, QWidget
+from qtpy.QtWidgets import QDoubleSpinBox, QFormLayout, QLineEdit, QPushButton
 
-from emseg.napari_plugin._common import LayerCombo, PathEdit, Progress, layer_array, layer_voxel_size
+from emseg.napari_plugin._common import EmsegDock, LayerCombo, PathEdit, layer_array, layer_voxel_size
 
 OBJECT, BACKGROUND = 1, 2
 MASK_LAYER = "graph cut mask"
@@ -52,15 +51,11 @@ def mask_roi(layer) -> tuple[slice, slice, slice]:
     return tuple(slice(a, b) for a, b in roi) if roi else tuple(slice(0, n) for n in layer.data.shape[-3:])
 
 
-class AnnotateWidget(QWidget):
+class AnnotateWidget(EmsegDock):
     """Strokes → graph cut → mask layer → training source."""
 
-    finished = Signal(object)  # the mask layer, the saved YAML path, or the error
-
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.worker = None
+        super().__init__(napari_viewer, "Run graph cut", parent)
         self.image = LayerCombo(napari_viewer, "image")
         self.object_strokes = LayerCombo(napari_viewer, "labels")
         self.background_strokes = LayerCombo(napari_viewer, "labels")
@@ -73,12 +68,9 @@ class AnnotateWidget(QWidget):
         self.smoothness.setRange(0.0, 10.0)
         self.smoothness.setSingleStep(0.1)
         self.smoothness.setValue(0.5)
-        self.run_button = QPushButton("Run graph cut")
-        self.run_button.clicked.connect(self.run)
         self.folder = PathEdit("folder for the training source")
         self.save_button = QPushButton("Save as training source")
         self.save_button.clicked.connect(self.save)
-        self.progress = Progress()
         form = QFormLayout(self)
         form.addRow("image", self.image)
         form.addRow(add)
@@ -96,7 +88,7 @@ class AnnotateWidget(QWidget):
         """Two empty labels layers over the image: paint object strokes (1) and background strokes (2)."""
         image = self.image.layer()
         if image is None:
-            self.progress.fail(ValueError("add an image layer first"))
+            self.fail(ValueError("add an image layer first"))
             return
         shape, scale = image.data.shape[-3:], image.scale[-3:]
         background = self.viewer.add_labels(np.zeros(shape, np.uint8), name="background strokes", scale=scale)
@@ -109,8 +101,6 @@ class AnnotateWidget(QWidget):
 
     def run(self) -> None:
         """Graph cut in a background thread; the result replaces the mask layer."""
-        from napari.qt.threading import thread_worker
-
         from emseg.annotate import graph_cut
 
         try:
@@ -120,19 +110,13 @@ class AnnotateWidget(QWidget):
             raw = layer_array(image)
             strokes = combine_strokes(layer_array(obj), layer_array(bg))
         except Exception as error:  # noqa: BLE001 — shown to the user
-            self._failed(error)
+            self.fail(error)
             return
-        voxel_size = layer_voxel_size(image)
-        self.run_button.setEnabled(False)
-        self.progress.busy("graph cut: supervoxels, max-flow/min-cut")
-        worker = thread_worker(graph_cut, start_thread=False)(
-            raw, strokes, voxel_size, roi=self.roi.text().strip() or None, smoothness=self.smoothness.value())
-        worker.returned.connect(lambda result: self._show(result, image.scale[-3:]))
-        worker.errored.connect(self._failed)
-        self.worker = worker
-        worker.start()
+        self.start(graph_cut, raw, strokes, layer_voxel_size(image), roi=self.roi.text().strip() or None,
+                   smoothness=self.smoothness.value(), busy="graph cut: supervoxels, max-flow/min-cut",
+                   on_return=lambda result: self._show(result, image.scale[-3:]))
 
-    def _show(self, result, scale) -> None:
+    def _show(self, result, scale):
         mask = np.asarray(result.full_mask().compute(), np.uint8)
         metadata = {"emseg_roi": [[s.start, s.stop] for s in result.roi], "voxel_size": result.voxel_size}
         if MASK_LAYER in self.viewer.layers:
@@ -144,9 +128,7 @@ class AnnotateWidget(QWidget):
         seconds = sum(result.timings.values())
         self.progress.finish(f"{result.mask.mean():.1%} of the ROI is object ({result.n_supervoxels} supervoxels, "
                              f"{seconds:.1f} s); edit the mask with the brush, then save")
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(layer)
+        return layer
 
     def save(self) -> Path | None:
         """Write the image and the (edited) mask as a training source; returns the YAML path."""
@@ -157,14 +139,7 @@ class AnnotateWidget(QWidget):
             _, yaml_path = save_training_source(layer_array(image), layer_array(mask), mask_roi(mask),
                                                 layer_voxel_size(image), folder)
         except Exception as error:  # noqa: BLE001 — shown to the user
-            self._failed(error)
+            self.fail(error)
             return None
-        self.progress.finish(f"training source written: {yaml_path}")
-        self.finished.emit(yaml_path)
+        self.done(f"training source written: {yaml_path}", yaml_path)
         return yaml_path
-
-    def _failed(self, error: BaseException) -> None:
-        self.progress.fail(error)
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(error)

@@ -4,15 +4,13 @@ in a background thread, with a progress bar and a live loss / F1 plot."""
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFormLayout, QPushButton, QSpinBox, QWidget
+from qtpy.QtWidgets import QFormLayout, QSpinBox
 
-from emseg.napari_plugin._common import (RECENT_CHECKPOINTS, LayerCombo, ModelPicker, PathEdit, Progress,
-                                         checkpoint_path, layer_array, layer_voxel_size)
+from emseg.napari_plugin._common import (RECENT_CHECKPOINTS, EmsegDock, LayerCombo, ModelPicker, PathEdit,
+                                         checkpoint_path, device_combo, layer_array, layer_voxel_size)
 
 MAX_OUTPUT = 44  # the training recipe's output block edge; smaller when the annotated ROI is small
 VALIDATION_SHAPE = (48, 96, 96)  # live F1 on the central part of the annotation
@@ -75,18 +73,14 @@ def finetune_steps(model: str, raw, mask, roi, voxel_size, output_dir: Path, ite
     return trainer.out / "best.pt", trainer.best_f1
 
 
-class FinetuneWidget(QWidget):
+class FinetuneWidget(EmsegDock):
     """Short fine-tuning run on the current annotation; the checkpoint becomes a model choice."""
 
-    finished = Signal(object)  # path of best.pt, or the error
-
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
+        super().__init__(napari_viewer, "Fine-tune", parent)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.viewer = napari_viewer
-        self.worker = None
         self.model = ModelPicker()
         self.image = LayerCombo(napari_viewer, "image")
         self.mask = LayerCombo(napari_viewer, "labels")
@@ -97,12 +91,8 @@ class FinetuneWidget(QWidget):
         self.step.setRange(1, 100_000)
         self.step.setValue(20)
         self.step.setToolTip("validate (F1 on the annotation) and update the plot every N iterations")
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device = device_combo()
         self.output = PathEdit("output folder (default: a temporary folder)")
-        self.run_button = QPushButton("Fine-tune")
-        self.run_button.clicked.connect(self.run)
-        self.progress = Progress()
         self.figure = Figure(figsize=(4, 2.6), dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
@@ -117,13 +107,10 @@ class FinetuneWidget(QWidget):
         form.addRow(self.run_button)
         form.addRow(self.progress)
         form.addRow(self.canvas)
-        self._tmp = None
         self.plot([])
 
     def run(self) -> None:
         """Start fine-tuning in a background thread."""
-        from napari.qt.threading import thread_worker
-
         from emseg.napari_plugin.annotate import mask_roi
 
         try:
@@ -132,23 +119,12 @@ class FinetuneWidget(QWidget):
                 raise ValueError("choose the image and the annotation mask (Annotate → graph cut)")
             raw, labels = layer_array(image), layer_array(mask)
         except Exception as error:  # noqa: BLE001 — shown to the user
-            self._failed(error)
+            self.fail(error)
             return
-        output = self.output.path()
-        if output is None:
-            self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix="emseg-finetune-")
-            output = Path(self._tmp.name)
-        output = output / f"finetune-{time.strftime('%H%M%S')}"
-        self.run_button.setEnabled(False)
-        self.progress.busy("preparing the annotation and the model")
-        worker = thread_worker(finetune_steps, start_thread=False)(
-            self.model.value(), raw, labels, mask_roi(mask), layer_voxel_size(image), output,
-            self.iterations.value(), self.step.value(), self.device.currentText())
-        worker.yielded.connect(self._step)
-        worker.returned.connect(self._done)
-        worker.errored.connect(self._failed)
-        self.worker = worker
-        worker.start()
+        output = self.workdir(self.output.path(), "finetune") / f"finetune-{time.strftime('%H%M%S')}"
+        self.start(finetune_steps, self.model.value(), raw, labels, mask_roi(mask), layer_voxel_size(image),
+                   output, self.iterations.value(), self.step.value(), self.device.currentText(),
+                   busy="preparing the annotation and the model", on_yield=self._step, on_return=self._done)
 
     def _step(self, update) -> None:
         iteration, total, history = update
@@ -174,17 +150,9 @@ class FinetuneWidget(QWidget):
         self.figure.tight_layout()
         self.canvas.draw_idle()
 
-    def _done(self, result) -> None:
+    def _done(self, result):
         best, f1 = result
         RECENT_CHECKPOINTS.append(str(best))
         self.model.set_value(str(best))
         self.progress.finish(f"best F1 on the annotation {f1:.3f}; checkpoint {best} (now a model choice)")
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(best)
-
-    def _failed(self, error: BaseException) -> None:
-        self.progress.fail(error)
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(error)
+        return best

@@ -5,11 +5,11 @@ sortable, a click moves the viewer to the object; histograms; CSV and mesh expor
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton, QTableWidget,
                             QTableWidgetItem, QWidget)
 
-from emseg.napari_plugin._common import LayerCombo, PathEdit, Progress, layer_array, layer_voxel_size
+from emseg.napari_plugin._common import EmsegDock, LayerCombo, PathEdit, layer_array, layer_voxel_size
 
 TABLE_COLUMNS = ("volume_nm3", "surface_area_nm2", "equivalent_diameter_nm", "sphericity", "elongation",
                  "mean_intensity", "touches_border", "centroid_z_nm", "centroid_y_nm", "centroid_x_nm")
@@ -31,25 +31,19 @@ def measure_layers(labels: np.ndarray, raw: np.ndarray | None, voxel_size, surfa
     return measure(labels, raw, voxel_size, surface)
 
 
-class MeasureWidget(QWidget):
+class MeasureWidget(EmsegDock):
     """Per-object measurements of a labels layer with histogram and exports."""
 
-    finished = Signal(object)  # the table, the export result, or the error
-
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
+        super().__init__(napari_viewer, "Measure", parent)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.viewer = napari_viewer
-        self.worker = None
         self.result = None
         self.labels = LayerCombo(napari_viewer, "labels")
         self.image = LayerCombo(napari_viewer, "image", optional=True)
         self.surface = QCheckBox("surface area and sphericity (meshes)")
         self.surface.setChecked(True)
-        self.run_button = QPushButton("Measure")
-        self.run_button.clicked.connect(self.run)
         self.table = QTableWidget()
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
@@ -74,7 +68,6 @@ class MeasureWidget(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.mesh_format)
         row.addWidget(mesh_button)
-        self.progress = Progress()
         form = QFormLayout(self)
         form.addRow("labels", self.labels)
         form.addRow("intensities", self.image)
@@ -90,8 +83,6 @@ class MeasureWidget(QWidget):
     # ---- measuring ---------------------------------------------------------------------
     def run(self) -> None:
         """Measure in a background thread; fills the table and the histogram."""
-        from napari.qt.threading import thread_worker
-
         try:
             labels_layer, image = self.labels.layer(), self.image.layer()
             if labels_layer is None:
@@ -99,19 +90,13 @@ class MeasureWidget(QWidget):
             labels = layer_array(labels_layer)
             raw = layer_array(image) if image is not None else None
         except Exception as error:  # noqa: BLE001 — shown to the user
-            self._failed(error)
+            self.fail(error)
             return
         self._measured = labels_layer
-        self.run_button.setEnabled(False)
-        self.progress.busy(f"measuring {labels_layer.name}")
-        worker = thread_worker(measure_layers, start_thread=False)(
-            labels, raw, layer_voxel_size(labels_layer), self.surface.isChecked())
-        worker.returned.connect(self._show)
-        worker.errored.connect(self._failed)
-        self.worker = worker
-        worker.start()
+        self.start(measure_layers, labels, raw, layer_voxel_size(labels_layer), self.surface.isChecked(),
+                   busy=f"measuring {labels_layer.name}", on_return=self._show)
 
-    def _show(self, table) -> None:
+    def _show(self, table):
         self.result = table
         columns = [c for c in TABLE_COLUMNS if c in table]
         self.table.setSortingEnabled(False)
@@ -132,9 +117,7 @@ class MeasureWidget(QWidget):
         self.column.blockSignals(False)
         self.plot(self.column.currentText())
         self.progress.finish(f"{len(table)} objects; click a row to jump to the object")
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(table)
+        return table
 
     def row_id(self, row: int) -> int:
         """Object id shown in table row ``row`` (after any sorting)."""
@@ -168,45 +151,31 @@ class MeasureWidget(QWidget):
         """Write the table (as `emseg measure -o`); returns the path."""
         path = self.csv.path()
         if self.result is None or path is None:
-            self._failed(ValueError("measure first and choose a CSV file"))
+            self.fail(ValueError("measure first and choose a CSV file"))
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         self.result.to_csv(path)
-        self.progress.finish(f"wrote {len(self.result)} objects to {path}")
-        self.finished.emit(path)
+        self.done(f"wrote {len(self.result)} objects to {path}", path)
         return path
 
     def export_meshes(self) -> None:
         """Meshes of every object of the labels layer (as `emseg mesh`), in a background thread."""
-        from napari.qt.threading import thread_worker
-
         from emseg.io import array_volume
         from emseg.measure.meshes import export_meshes
 
         layer, folder = self.labels.layer(), self.mesh_folder.path()
         if layer is None or folder is None:
-            self._failed(ValueError("choose a labels layer and a mesh folder"))
+            self.fail(ValueError("choose a labels layer and a mesh folder"))
             return
         try:
             volume = array_volume(layer_array(layer), layer_voxel_size(layer), name=layer.name)
         except Exception as error:  # noqa: BLE001 — shown to the user
-            self._failed(error)
+            self.fail(error)
             return
-        self.progress.busy(f"meshing {layer.name}")
-        worker = thread_worker(export_meshes, start_thread=False)(volume, folder, self.mesh_format.currentText())
-        worker.returned.connect(self._meshed)
-        worker.errored.connect(self._failed)
-        self.worker = worker
-        worker.start()
+        self.start(export_meshes, volume, folder, self.mesh_format.currentText(), busy=f"meshing {layer.name}",
+                   on_return=self._meshed)
 
-    def _meshed(self, written) -> None:
+    def _meshed(self, written):
         faces = sum(w["faces"] for w in written)
         self.progress.finish(f"wrote {len(written)} meshes ({faces} faces) to {self.mesh_folder.path()}")
-        self.worker = None
-        self.finished.emit(written)
-
-    def _failed(self, error: BaseException) -> None:
-        self.progress.fail(error)
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(error)
+        return written

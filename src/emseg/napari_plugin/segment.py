@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QPushButton,
-                            QRadioButton, QWidget)
+from qtpy.QtWidgets import QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QRadioButton
 
-from emseg.napari_plugin._common import LayerCombo, ModelPicker, PathEdit, Progress, layer_array, layer_voxel_size
+from emseg.napari_plugin._common import (EmsegDock, LayerCombo, ModelPicker, PathEdit, device_combo, layer_array,
+                                         layer_voxel_size)
 
 #: labels larger than this many voxels are shown lazily (dask over the OME-Zarr) instead of read into memory
 IN_MEMORY_VOXELS = 256 * 1024**2
@@ -61,15 +59,11 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float, min_size_
     return labels, summary["objects"], time.perf_counter() - start
 
 
-class SegmentWidget(QWidget):
+class SegmentWidget(EmsegDock):
     """Run a model on an image layer or a file; the result appears as a labels layer."""
 
-    finished = Signal(object)  # the new labels layer, or the error
-
     def __init__(self, napari_viewer, parent=None):
-        super().__init__(parent)
-        self.viewer = napari_viewer
-        self.worker = None
+        super().__init__(napari_viewer, "Segment", parent)
         self.model = ModelPicker()
         self.use_layer, self.use_file = QRadioButton("image layer"), QRadioButton("file")
         self.use_layer.setChecked(True)
@@ -87,12 +81,8 @@ class SegmentWidget(QWidget):
         self.min_size.setRange(0, 1e15)
         self.min_size.setDecimals(0)
         self.min_size.setSuffix(" nm³")
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda", "mps"])
+        self.device = device_combo()
         self.resample = QCheckBox("resample to the model's voxel size")
-        self.run_button = QPushButton("Segment")
-        self.run_button.clicked.connect(self.run)
-        self.progress = Progress()
         form = QFormLayout(self)
         form.addRow("model", self.model)
         form.addRow(self.use_layer, self.image)
@@ -104,7 +94,6 @@ class SegmentWidget(QWidget):
         form.addRow(self.resample)
         form.addRow(self.run_button)
         form.addRow(self.progress)
-        self._tmp = None
 
     def _input(self):
         from emseg.errors import ConfigError
@@ -122,31 +111,19 @@ class SegmentWidget(QWidget):
 
     def run(self) -> None:
         """Start segmenting in a background thread."""
-        from napari.qt.threading import thread_worker
-
         try:
             volume, name = self._input()
         except Exception as error:  # noqa: BLE001 — shown to the user
-            self._failed(error)
+            self.fail(error)
             return
-        workdir = self.output.path()
-        if workdir is None:
-            self._tmp = self._tmp or tempfile.TemporaryDirectory(prefix="emseg-napari-")
-            workdir = Path(self._tmp.name)
-        workdir = workdir / f"{name}-{time.strftime('%H%M%S')}"
+        workdir = self.workdir(self.output.path(), "segment") / f"{name}-{time.strftime('%H%M%S')}"
         model = self.model.value()
-        self.run_button.setEnabled(False)
-        self.progress.busy("starting")
-        worker = thread_worker(segment_steps, start_thread=False)(
-            model, volume, workdir, self.threshold.value(), self.min_size.value(), self.device.currentText(),
-            self.resample.isChecked())
-        worker.yielded.connect(lambda step: self.progress.update(*step))
-        worker.returned.connect(lambda result: self._show(result, name, model))
-        worker.errored.connect(self._failed)
-        self.worker = worker
-        worker.start()
+        self.start(segment_steps, model, volume, workdir, self.threshold.value(), self.min_size.value(),
+                   self.device.currentText(), self.resample.isChecked(), busy="starting",
+                   on_yield=lambda step: self.progress.update(*step),
+                   on_return=lambda result: self._show(result, name, model))
 
-    def _show(self, result, name: str, model: str) -> None:
+    def _show(self, result, name: str, model: str):
         from emseg.io import open_volume
 
         path, objects, seconds = result
@@ -155,12 +132,4 @@ class SegmentWidget(QWidget):
         layer = self.viewer.add_labels(data, name=f"{name} {Path(model).stem} labels", scale=labels.voxel_size,
                                        metadata={"source": str(path), "voxel_size": labels.voxel_size})
         self.progress.finish(f"{objects} objects in {seconds:.1f} s → {path}")
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(layer)
-
-    def _failed(self, error: BaseException) -> None:
-        self.progress.fail(error)
-        self.run_button.setEnabled(True)
-        self.worker = None
-        self.finished.emit(error)
+        return layer
