@@ -22,6 +22,7 @@ from emseg.napari_plugin.sample import SAMPLE_SHAPE, SAMPLE_VOXEL_SIZE, syntheti
 MANIFEST = Path(__file__).resolve().parents[1] / "src" / "emseg" / "napari_plugin" / "napari.yaml"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "napari"
 WAIT_MS = 120_000
+SCREENSHOTS = os.environ.get("EMSEG_SCREENSHOTS") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def screenshot(viewer, widget, name: str, tmp_path: Path, reset: bool = True) ->
     if reset:
         viewer.reset_view()
     image = viewer.screenshot(canvas_only=False, flash=False)
-    folder = DOCS if os.environ.get("EMSEG_SCREENSHOTS") == "1" else tmp_path
+    folder = DOCS if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     Image.fromarray(np.asarray(image)).save(path)
@@ -73,7 +74,7 @@ def tiny_checkpoint(path: Path) -> Path:
     from emseg.models import build, save_checkpoint
 
     torch.manual_seed(0)
-    config = {"fmaps": 4, "downsample_factors": [[2, 2, 2]]}
+    config = {"fmaps": 2, "downsample_factors": [[2, 2, 2]]}
     return save_checkpoint(path, build("unet3d", **config), architecture="unet3d", model_config=config,
                            voxel_size=SAMPLE_VOXEL_SIZE, normalization={"mean": 0.5, "std": 0.2},
                            organelle="mito")
@@ -166,24 +167,27 @@ def test_annotate_widget(viewer, qtbot, tmp_path, sample):
 def test_finetune_widget(viewer, qtbot, tmp_path, sample):
     import torch
 
-    from emseg.napari_plugin._common import RECENT_CHECKPOINTS
+    from emseg.napari_plugin._common import RECENT_CHECKPOINTS, checkpoint_path
     from emseg.napari_plugin.finetune import FinetuneWidget
 
     mask = viewer.add_labels((sample[1][0] > 0).astype(np.uint8), name="graph cut mask", scale=SAMPLE_VOXEL_SIZE)
-    start_ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    if SCREENSHOTS:  # the docs show the bundled model learning (about 45 s on 2 cores)
+        start_ckpt, iterations, step = Path(checkpoint_path("mito")), 10, 5
+    else:  # a tiny network keeps the test fast
+        start_ckpt, iterations, step = tiny_checkpoint(tmp_path / "tiny.pt"), 4, 2
     widget = FinetuneWidget(viewer)
     widget.model.set_value(str(start_ckpt))
     widget.image.select("synthetic EM")
     widget.mask.select(mask.name)
-    widget.iterations.setValue(4)
-    widget.step.setValue(2)
+    widget.iterations.setValue(iterations)
+    widget.step.setValue(step)
     widget.device.setCurrentText("cpu")
     widget.output.set_path(tmp_path / "ft")
     best = run_and_wait(qtbot, widget, widget.run)
     assert Path(best).exists() and str(best) in RECENT_CHECKPOINTS and widget.model.value() == str(best)
     state = torch.load(best, map_location="cpu", weights_only=False)
     history = torch.load(Path(best).parent / "last.pt", map_location="cpu", weights_only=False)["training"]["history"]
-    assert [r["iteration"] for r in history] == [2, 4] and all(r["val_f1"] != "" for r in history)
+    assert [r["iteration"] for r in history] == [step, iterations] and all(r["val_f1"] != "" for r in history)
     before = torch.load(start_ckpt, map_location="cpu", weights_only=False)["state_dict"]
     assert any(not torch.equal(before[k], v) for k, v in state["state_dict"].items())  # weights moved
     ax = widget.figure.axes[0]
