@@ -1,0 +1,135 @@
+"""Segment dock: bundled model or checkpoint → blockwise prediction (`emseg.predict.predict`, as
+`emseg predict`) → instance labels (`emseg.postprocess`, as `emseg postprocess`) → labels layer."""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from qtpy.QtWidgets import QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QRadioButton
+
+from emseg.napari_plugin._common import (EmsegDock, LayerCombo, ModelPicker, PathEdit, device_combo, layer_array,
+                                         layer_voxel_size)
+
+#: labels larger than this many voxels are shown lazily (dask over the OME-Zarr) instead of read into memory
+IN_MEMORY_VOXELS = 256 * 1024**2
+
+
+def planned_blocks(output: Path) -> int | None:
+    """Number of write blocks of a prediction whose output group exists (from its metadata)."""
+    import zarr
+
+    try:
+        settings = dict(zarr.open_group(str(output), mode="r").attrs["emseg"])["predict"]
+    except Exception:  # noqa: BLE001 — not created yet
+        return None
+    roi = settings["roi"]
+    return math.prod(math.ceil((hi - lo) / b) for (lo, hi), b in zip(roi, settings["block_shape"]))
+
+
+def segment_steps(model: str, volume, workdir: Path, threshold: float, min_size_nm3: float,
+                  device: str = "auto", allow_resample: bool = False):
+    """Generator behind the Segment dock: yields (done, total, message) while predicting, then
+    returns the path of the instance-label OME-Zarr. Runs the CLI's functions, in a helper thread."""
+    from emseg.blocks.ledger import Ledger
+    from emseg.postprocess.pipeline import PostprocessConfig, postprocess
+    from emseg.predict import predict
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    probabilities, labels = workdir / "probabilities.ome.zarr", workdir / "labels.ome.zarr"
+    start = time.perf_counter()
+    yield 0, 0, "loading the model"
+    with ThreadPoolExecutor(1) as pool:
+        future = pool.submit(predict, model, volume, probabilities, device=device, overwrite=True,
+                             allow_resample=allow_resample)
+        while not future.done():
+            time.sleep(0.2)
+            total = planned_blocks(probabilities)
+            if total:
+                done = len(Ledger(probabilities).done())
+                yield done, total, f"predicting: {done}/{total} blocks ({time.perf_counter() - start:.0f} s)"
+        result = future.result()
+    n = len(result.report.done) + result.report.skipped
+    yield n, n, "post-processing (threshold, components, size filter)"
+    config = PostprocessConfig(threshold=threshold, min_size_nm3=min_size_nm3)
+    summary = postprocess(probabilities, labels, config, overwrite=True)
+    yield n, n, f"{summary['objects']} objects in {time.perf_counter() - start:.1f} s"
+    return labels, summary["objects"], time.perf_counter() - start
+
+
+class SegmentWidget(EmsegDock):
+    """Run a model on an image layer or a file; the result appears as a labels layer."""
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, "Segment", parent)
+        self.model = ModelPicker()
+        self.use_layer, self.use_file = QRadioButton("image layer"), QRadioButton("file")
+        self.use_layer.setChecked(True)
+        group = QButtonGroup(self)
+        group.addButton(self.use_layer)
+        group.addButton(self.use_file)
+        self.image = LayerCombo(napari_viewer, "image")
+        self.file = PathEdit("volume file (any format emseg reads)", folder=False)
+        self.output = PathEdit("output folder (default: a temporary folder)")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.01, 0.99)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setValue(0.5)
+        self.min_size = QDoubleSpinBox()
+        self.min_size.setRange(0, 1e15)
+        self.min_size.setDecimals(0)
+        self.min_size.setSuffix(" nm³")
+        self.device = device_combo()
+        self.resample = QCheckBox("resample to the model's voxel size")
+        form = QFormLayout(self)
+        form.addRow("model", self.model)
+        form.addRow(self.use_layer, self.image)
+        form.addRow(self.use_file, self.file)
+        form.addRow("output", self.output)
+        form.addRow("threshold", self.threshold)
+        form.addRow("min size", self.min_size)
+        form.addRow("device", self.device)
+        form.addRow(self.resample)
+        form.addRow(self.run_button)
+        form.addRow(self.progress)
+
+    def _input(self):
+        from emseg.errors import ConfigError
+        from emseg.io import array_volume, open_volume
+
+        if self.use_file.isChecked():
+            path = self.file.path()
+            if path is None:
+                raise ConfigError("choose an input file")
+            return open_volume(str(path)), path.stem.split(".")[0]
+        layer = self.image.layer()
+        if layer is None:
+            raise ConfigError("choose an image layer (or a file)")
+        return array_volume(layer_array(layer), layer_voxel_size(layer), name=layer.name), layer.name
+
+    def run(self) -> None:
+        """Start segmenting in a background thread."""
+        try:
+            volume, name = self._input()
+        except Exception as error:  # noqa: BLE001 — shown to the user
+            self.fail(error)
+            return
+        workdir = self.workdir(self.output.path(), "segment") / f"{name}-{time.strftime('%H%M%S')}"
+        model = self.model.value()
+        self.start(segment_steps, model, volume, workdir, self.threshold.value(), self.min_size.value(),
+                   self.device.currentText(), self.resample.isChecked(), busy="starting",
+                   on_yield=lambda step: self.progress.update(*step),
+                   on_return=lambda result: self._show(result, name, model))
+
+    def _show(self, result, name: str, model: str):
+        from emseg.io import open_volume
+
+        path, objects, seconds = result
+        labels = open_volume(str(path))
+        data = labels[:, :, :] if math.prod(labels.shape) <= IN_MEMORY_VOXELS else labels.to_dask()
+        layer = self.viewer.add_labels(data, name=f"{name} {Path(model).stem} labels", scale=labels.voxel_size,
+                                       metadata={"source": str(path), "voxel_size": labels.voxel_size})
+        self.progress.finish(f"{objects} objects in {seconds:.1f} s → {path}")
+        return layer
