@@ -97,6 +97,22 @@ def test_cli_postprocess(tmp_path, capsys):
     assert "threshold must be in [0, 1]" in capsys.readouterr().err
 
 
+def test_cli_default_threshold_is_the_models(tmp_path, capsys):
+    """Without -t, postprocess uses the threshold stored with the model that made the map."""
+    from emseg.io import write_ome_zarr
+    from emseg.postprocess.pipeline import model_threshold
+
+    prob = blobs(seed=2).astype(np.float32)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    plain = write_ome_zarr(prob, tmp_path / "plain.ome.zarr", (8, 8, 8), levels=1)
+    stored = write_ome_zarr(prob, tmp_path / "p.ome.zarr", (8, 8, 8), levels=1, attrs={"model": {"threshold": 0.8}})
+    assert model_threshold(plain) == 0.5 and model_threshold(stored) == 0.8
+    assert main(["postprocess", str(stored), "-o", str(tmp_path / "l.ome.zarr")]) == 0
+    n = cc3d.connected_components(prob >= 0.8, return_N=True)[1]
+    assert n != cc3d.connected_components(prob >= 0.5, return_N=True)[1]
+    assert f"wrote {n} objects" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_blockwise_components_on_lucchi_roi(shared_data):
     volume = open_volume(str(shared_data / "lucchi" / "train_mito.tif"))

@@ -29,12 +29,12 @@ def planned_blocks(output: Path) -> int | None:
     return math.prod(math.ceil((hi - lo) / b) for (lo, hi), b in zip(roi, settings["block_shape"]))
 
 
-def segment_steps(model: str, volume, workdir: Path, threshold: float, min_size_nm3: float,
+def segment_steps(model: str, volume, workdir: Path, threshold: float | None, min_size_nm3: float,
                   device: str = "auto", allow_resample: bool = False):
     """Generator behind the Segment dock: yields (done, total, message) while predicting, then
     returns the path of the instance-label OME-Zarr. Runs the CLI's functions, in a helper thread."""
     from emseg.blocks.ledger import Ledger
-    from emseg.postprocess.pipeline import PostprocessConfig, postprocess
+    from emseg.postprocess.pipeline import PostprocessConfig, model_threshold, postprocess
     from emseg.predict import predict
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +53,8 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float, min_size_
         result = future.result()
     n = len(result.report.done) + result.report.skipped
     yield n, n, "post-processing (threshold, components, size filter)"
+    if threshold is None:  # the one the model was validated with
+        threshold = model_threshold(probabilities)
     config = PostprocessConfig(threshold=threshold, min_size_nm3=min_size_nm3)
     summary = postprocess(probabilities, labels, config, overwrite=True)
     yield n, n, f"{summary['objects']} objects in {time.perf_counter() - start:.1f} s"
@@ -74,9 +76,10 @@ class SegmentWidget(EmsegDock):
         self.file = PathEdit("volume file (any format emseg reads)", folder=False)
         self.output = PathEdit("output folder (default: a temporary folder)")
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.01, 0.99)
+        self.threshold.setRange(0.0, 0.99)  # 0 shows as "model's": the model's validated threshold
+        self.threshold.setSpecialValueText("model's")
         self.threshold.setSingleStep(0.05)
-        self.threshold.setValue(0.5)
+        self.threshold.setValue(0.0)
         self.min_size = QDoubleSpinBox()
         self.min_size.setRange(0, 1e15)
         self.min_size.setDecimals(0)
@@ -118,7 +121,7 @@ class SegmentWidget(EmsegDock):
             return
         workdir = self.workdir(self.output.path(), "segment") / f"{name}-{time.strftime('%H%M%S')}"
         model = self.model.value()
-        self.start(segment_steps, model, volume, workdir, self.threshold.value(), self.min_size.value(),
+        self.start(segment_steps, model, volume, workdir, self.threshold.value() or None, self.min_size.value(),
                    self.device.currentText(), self.resample.isChecked(), busy="starting",
                    on_yield=lambda step: self.progress.update(*step),
                    on_return=lambda result: self._show(result, name, model))

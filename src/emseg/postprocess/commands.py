@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
                                                          "volume. Several maps: conflict resolution → class labels.")],
         output: Annotated[Path, typer.Option("--output", "-o", help="Output OME-Zarr label volume.")],
         threshold: Annotated[Optional[list[float]], typer.Option(
-            "--threshold", "-t", help="Threshold in [0, 1]; repeat once per input map for per-class thresholds.")] = None,
+            "--threshold", "-t", help="Threshold in [0, 1]; repeat once per input map for per-class thresholds. Default: the threshold stored with the model that made the map (else 0.5).")] = None,
         connectivity: Annotated[int, typer.Option(help="6, 18 or 26.")] = 26,
         min_size: Annotated[float, typer.Option("--min-size", help="Drop objects smaller than this (nm³).")] = 0.0,
         fill_holes: Annotated[bool, typer.Option("--fill-holes", help="Fill enclosed cavities.")] = False,
@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
         from emseg.postprocess.pipeline import postprocess_classes
 
         start = time.perf_counter()
-        thresholds = list(threshold or [0.5])
+        from emseg.postprocess.pipeline import model_threshold
+
+        thresholds = list(threshold or [model_threshold(path) for path in inputs])
         if len(inputs) > 1:
             if len(thresholds) == 1:
                 thresholds *= len(inputs)

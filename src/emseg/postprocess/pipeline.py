@@ -116,15 +116,30 @@ def is_probability(volume) -> bool:
     return np.dtype(volume.dtype) == np.uint8 and stored_kind(volume) == "image"
 
 
-def stored_kind(volume) -> str:
-    """``kind`` that emseg's OME-Zarr writer stored beside the array ("" if none)."""
+def stored_attrs(volume) -> dict:
+    """The ``emseg`` attributes that emseg's OME-Zarr writer stored beside the array ({} if none)."""
     import json
 
-    group_attrs = Path(str(volume.path)).parent / ".zattrs"
-    try:
-        return json.loads(group_attrs.read_text()).get("emseg", {}).get("kind", "")
-    except (OSError, ValueError):
-        return ""
+    group = Path(str(volume.path)).parent
+    for name, inner in ((".zattrs", lambda a: a), ("zarr.json", lambda a: a.get("attributes", {}))):
+        try:
+            return dict(inner(json.loads((group / name).read_text())).get("emseg", {}))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return {}
+
+
+def stored_kind(volume) -> str:
+    """``kind`` that emseg's OME-Zarr writer stored beside the array ("" if none)."""
+    return str(stored_attrs(volume).get("kind", ""))
+
+
+def model_threshold(source, default: float = 0.5) -> float:
+    """The threshold stored with the model that predicted ``source`` (chosen by validation F1
+    when it was trained with ``threshold: auto``), else ``default``."""
+    volume = open_input(source) if not hasattr(source, "path") else source
+    threshold = stored_attrs(volume).get("model", {}).get("threshold")
+    return float(threshold) if isinstance(threshold, (int, float)) else default
 
 
 def postprocess_classes(
