@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option(help="Continue from OUTPUT_DIR/last.pt.")] = False,
         device: Annotated[Optional[str], typer.Option(help="auto (CUDA → MPS → CPU), cpu, cuda, mps.")] = None,
         output_dir: Annotated[Optional[Path], typer.Option(help="Override the config's output_dir.")] = None,
+        max_minutes: Annotated[Optional[float], typer.Option(help="Override the config's wall-clock budget (minutes) for this run; with --resume and a cosine schedule the learning rate restarts (warm restart).")] = None,
     ) -> None:
         """Train a 3D U-Net for one organelle from (loosely) annotated blocks."""
         from emseg.train.config import load_config
@@ -23,6 +24,8 @@ def register(app: typer.Typer) -> None:
         cfg = load_config(config)
         if output_dir is not None:
             cfg.output_dir = str(output_dir)
+        if max_minutes is not None:
+            cfg.max_minutes = max_minutes
         trainer = run(cfg, resume=resume, device=device)
         typer.echo(f"best validation F1 {trainer.best_f1:.4f}; checkpoints in {trainer.out}")
 
