@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         mito_density: Annotated[float, typer.Option(help="Scales the number of synthetic mitochondria.")] = 1.0,
         block: Annotated[int, typer.Option(help="Edge of each annotated block in voxels.")] = 64,
         seed: Annotated[int, typer.Option(help="Random seed (volume, strokes, training).")] = 0,
+        workers: Annotated[int, typer.Option(help="Data-loader processes while training (0: in the main process).")] = 1,
         device: Annotated[str, typer.Option(help="auto (CUDA → MPS → CPU), cpu, cuda, mps.")] = "auto",
         overwrite: Annotated[bool, typer.Option(help="Replace the demo outputs in a non-empty --out.")] = False,
     ) -> None:
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from emseg.demo.report import format_timings, metrics_table
         from emseg.demo.settings import DemoSettings
 
-        settings = DemoSettings(shape=shape, block=block, mito_density=mito_density, minutes=minutes, seed=seed, device=device,
+        settings = DemoSettings(shape=shape, block=block, mito_density=mito_density, num_workers=workers, minutes=minutes, seed=seed, device=device,
                                 **({"iterations": iterations} if iterations else {}))
         summary = run_demo(out, settings, overwrite=overwrite, log=typer.echo)
         typer.echo("\n" + format_timings(summary["seconds"]))
