@@ -30,7 +30,8 @@ def overlay(ax, raw: np.ndarray, labels: np.ndarray | None, truth: np.ndarray, t
 
     ax.imshow(raw, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     if labels is not None and labels.any():
-        colours = colormaps["tab20"](((labels.astype(np.int64) * 7) % 20) / 19.0)
+        hues = (labels.astype(np.float64) * 0.618034) % 1.0  # golden-ratio hues: neighbours differ, never grey
+        colours = colormaps["hsv"](hues)
         colours[..., 3] = np.where(labels > 0, 0.45, 0.0)
         ax.imshow(colours, interpolation="nearest")
     if truth.any():
