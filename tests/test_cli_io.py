@@ -73,11 +73,3 @@ def test_installed_entry_point_and_help(tmp_path):
     result = subprocess.run([sys.executable, "-m", "emseg", "info", str(tmp_path / "none.h5")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "none.h5: no such file" in result.stderr
-
-
-def test_demo_writes_raw_and_ground_truth(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "96"]) == 0
-    raw = open_volume(tmp_path / "demo" / "raw.ome.zarr")
-    gt = open_volume(tmp_path / "demo" / "mito_gt.ome.zarr")
-    assert raw.shape == gt.shape == (48, 96, 96)
-    assert gt[:, :, :].max() > 0  # the demo volume has mitochondria

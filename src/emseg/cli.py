@@ -77,26 +77,6 @@ def convert(
     typer.echo(f"wrote {out} ({volume.shape}, {volume.voxel_size} nm) in {time.perf_counter() - start:.1f} s")
 
 
-@app.command()
-def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo's outputs.")] = Path("demo"),
-    size: Annotated[int, typer.Option(help="Edge of the synthetic volume in voxels (x, y; z is half).")] = 128,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """Make a synthetic EM volume with ground truth, write it as OME-Zarr and describe it."""
-    from emseg.io import write_ome_zarr
-    from emseg.synth import make_volume
-
-    output.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    synth = make_volume((size // 2, size, size), (8.0, 8.0, 8.0), seed=seed)
-    typer.echo(f"synthetic volume {synth.raw.shape} at 8 nm in {time.perf_counter() - start:.1f} s")
-    raw_path = write_ome_zarr(synth.raw, output / "raw.ome.zarr", synth.voxel_size, overwrite=True)
-    write_ome_zarr(synth.mito_instances, output / "mito_gt.ome.zarr", synth.voxel_size, kind="labels", overwrite=True)
-    typer.echo(f"wrote {raw_path} and {output / 'mito_gt.ome.zarr'}")
-    info(str(raw_path))
-
-
 # Each stage adds its commands in emseg/<stage>/commands.py, which defines
 # ``register(app: typer.Typer)``; list the module here (one line per stage).
 # Keep heavy imports (torch, dask) inside the command functions so `emseg --help` stays fast.
@@ -110,6 +90,7 @@ COMMAND_MODULES: list[str] = [
     "emseg.pretrain.commands",
     "emseg.predict.commands",
     "emseg.annotate.commands",
+    "emseg.demo.commands",
 ]
 for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)

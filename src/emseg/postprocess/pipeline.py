@@ -109,11 +109,11 @@ def postprocess(
 
 def is_probability(volume) -> bool:
     """Float volumes are probabilities; uint8 ones (0..255) only when emseg wrote them as an
-    image (prediction output); every other integer volume, e.g. a 0/1 mask TIFF, is a label
+    image or as probabilities (`emseg predict` output); every other integer volume, e.g. a 0/1 mask TIFF, is a label
     volume (foreground = non-zero)."""
     if np.dtype(volume.dtype).kind == "f":
         return True
-    return np.dtype(volume.dtype) == np.uint8 and stored_kind(volume) == "image"
+    return np.dtype(volume.dtype) == np.uint8 and stored_kind(volume) in ("image", "probabilities")
 
 
 def stored_attrs(volume) -> dict:
