@@ -17,17 +17,18 @@ VALIDATION_SHAPE = (48, 96, 96)  # live F1 on the central part of the annotation
 
 
 def fitting_output_shape(net, roi_shape) -> list[int]:
-    """Largest training output block (≤ 44 per axis) whose network input fits in the ROI."""
+    """Largest training output block (≤ 44 per axis) that fits in the annotated ROI; the input
+    context around it may reach beyond the ROI (the sampler mirrors it at the ROI border)."""
     shape = []
     for axis, size in enumerate(roi_shape):
         for out in range(MAX_OUTPUT, 0, -1):
-            if net.input_shape_for((out,) * 3)[axis] <= size:
+            if net.output_shape(net.input_shape_for((out,) * 3))[axis] <= size:
                 shape.append(out)
                 break
         else:
             from emseg.errors import InvalidValuesError
 
-            needed = net.valid_input_shape((1, 1, 1))[axis]
+            needed = net.output_shape(net.valid_input_shape((1, 1, 1)))[axis]
             raise InvalidValuesError(f"the annotated ROI ({tuple(roi_shape)}) is too small for this model: "
                                      f"it needs at least {needed} voxels along axis {'zyx'[axis]}")
     return shape
