@@ -282,3 +282,17 @@ def test_segment_widget_on_real_em(make_napari_viewer, qtbot, tmp_path, shared_d
     assert voxel_scores(layer.data > 0, truth)["f1"] > 0.5
     viewer.dims.set_point(0, 16 * raw.voxel_size[0])
     screenshot(viewer, widget, "segment_real_em", tmp_path)
+
+
+def test_bundled_model_fits_a_small_annotation():
+    """Only the output block must fit the annotated ROI: the input context is mirrored at its border."""
+    from emseg.errors import InvalidValuesError
+    from emseg.models import load
+    from emseg.napari_plugin.finetune import fitting_output_shape
+
+    net = load("mito").model
+    assert all(i > 64 for i in net.input_shape_for((1, 1, 1)))  # its input is larger than the ROI
+    shape = fitting_output_shape(net, (20, 64, 64))
+    assert all(o <= n for o, n in zip(net.output_shape(net.input_shape_for(shape)), (20, 64, 64)))
+    with pytest.raises(InvalidValuesError, match="too small"):
+        fitting_output_shape(net, (4, 64, 64))
