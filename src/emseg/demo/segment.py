@@ -18,10 +18,10 @@ def predict_volume(model: str, data: DemoData, folder: Path, settings: DemoSetti
 
 
 def instances(probabilities: Path, folder: Path, settings: DemoSettings) -> dict:
-    """Threshold 0.5, connected components, size filter: instance labels as `emseg postprocess`."""
+    """The model's threshold, connected components, size filter: instance labels as `emseg postprocess`."""
     from emseg.postprocess.pipeline import PostprocessConfig, postprocess
 
-    config = PostprocessConfig(threshold=0.5, min_size_nm3=settings.min_size_nm3, fill_holes=True)
+    config = PostprocessConfig(min_size_nm3=settings.min_size_nm3, fill_holes=True)
     return postprocess(str(probabilities), folder / "labels.ome.zarr", config, overwrite=True, progress=True)
 
 

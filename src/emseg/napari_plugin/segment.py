@@ -34,7 +34,7 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float | None, mi
     """Generator behind the Segment dock: yields (done, total, message) while predicting, then
     returns the path of the instance-label OME-Zarr. Runs the CLI's functions, in a helper thread."""
     from emseg.blocks.ledger import Ledger
-    from emseg.postprocess.pipeline import PostprocessConfig, model_threshold, postprocess
+    from emseg.postprocess.pipeline import PostprocessConfig, postprocess
     from emseg.predict import predict
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -53,8 +53,6 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float | None, mi
         result = future.result()
     n = len(result.report.done) + result.report.skipped
     yield n, n, "post-processing (threshold, components, size filter)"
-    if threshold is None:  # the one the model was validated with
-        threshold = model_threshold(probabilities)
     config = PostprocessConfig(threshold=threshold, min_size_nm3=min_size_nm3)
     summary = postprocess(probabilities, labels, config, overwrite=True)
     yield n, n, f"{summary['objects']} objects in {time.perf_counter() - start:.1f} s"

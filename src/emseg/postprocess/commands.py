@@ -39,23 +39,21 @@ def register(app: typer.Typer) -> None:
         from emseg.postprocess.pipeline import postprocess_classes
 
         start = time.perf_counter()
-        from emseg.postprocess.pipeline import model_threshold
-
-        thresholds = list(threshold or [model_threshold(path) for path in inputs])
+        thresholds = list(threshold or [])  # none given: each map's model threshold
         if len(inputs) > 1:
             if len(thresholds) == 1:
                 thresholds *= len(inputs)
-            if len(thresholds) != len(inputs):
+            if thresholds and len(thresholds) != len(inputs):
                 raise InvalidValuesError(f"{len(inputs)} inputs but {len(thresholds)} thresholds")
             result = postprocess_classes(inputs, thresholds, output, voxel_size, block, overwrite, progress=True)
             typer.echo(f"wrote class labels {result['output']} (classes: "
                        + ", ".join(f"{i + 1}={n}" for i, n in enumerate(result["classes"]))
                        + f") in {time.perf_counter() - start:.1f} s")
             return
-        if len(thresholds) != 1:
+        if len(thresholds) > 1:
             raise InvalidValuesError(f"one input but {len(thresholds)} thresholds")
         try:
-            config = PostprocessConfig(threshold=thresholds[0], connectivity=connectivity, min_size_nm3=min_size,
+            config = PostprocessConfig(threshold=thresholds[0] if thresholds else None, connectivity=connectivity, min_size_nm3=min_size,
                                        fill_holes=fill_holes, opening_vox=opening, closing_vox=closing, block=block,
                                        input=input_kind)
         except ValueError as err:  # pydantic's ValidationError

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
@@ -19,7 +19,9 @@ OUT_CHUNK = 64  # zarr chunk edge of written labels; processing blocks are multi
 class PostprocessConfig(BaseModel):
     """Settings of one post-processing run (saved in the output's metadata)."""
 
-    threshold: float = Field(0.5, description="probability threshold in [0, 1]")
+    threshold: Optional[float] = Field(
+        None, description="probability threshold in [0, 1]; None: the one stored with the model that made "
+                          "the map (chosen by validation F1 when it was trained with `threshold: auto`), else 0.5")
     connectivity: int = Field(26, description="6, 18 or 26")
     min_size_nm3: float = Field(0.0, ge=0, description="drop objects smaller than this (nm³)")
     fill_holes: bool = False
@@ -31,10 +33,10 @@ class PostprocessConfig(BaseModel):
 
     @field_validator("threshold")
     @classmethod
-    def _threshold(cls, v: float) -> float:
+    def _threshold(cls, v: float | None) -> float | None:
         from emseg.postprocess.ops import check_threshold
 
-        return check_threshold(v)
+        return None if v is None else check_threshold(v)
 
     @field_validator("connectivity")
     @classmethod
@@ -95,6 +97,8 @@ def postprocess(
 
     config = config or PostprocessConfig()
     volume = open_input(source, voxel_size)
+    if config.threshold is None:
+        config = config.model_copy(update={"threshold": model_threshold(volume)})
     blocks, out_chunks = processing_chunks(volume.shape, config.block)
     data = volume.to_dask(blocks)
     probability = is_probability(volume) if config.input == "auto" else config.input == "probability"
@@ -137,14 +141,13 @@ def stored_kind(volume) -> str:
 def model_threshold(source, default: float = 0.5) -> float:
     """The threshold stored with the model that predicted ``source`` (chosen by validation F1
     when it was trained with ``threshold: auto``), else ``default``."""
-    volume = open_input(source) if not hasattr(source, "path") else source
-    threshold = stored_attrs(volume).get("model", {}).get("threshold")
+    threshold = stored_attrs(open_input(source)).get("model", {}).get("threshold")
     return float(threshold) if isinstance(threshold, (int, float)) else default
 
 
 def postprocess_classes(
     sources: Sequence,
-    thresholds: Sequence[float],
+    thresholds: Sequence[float] | None,
     output: str | os.PathLike,
     voxel_size: Sequence[float] | None = None,
     block: Sequence[int] = (128, 256, 256),
@@ -153,7 +156,7 @@ def postprocess_classes(
     names: Sequence[str] | None = None,
 ) -> dict:
     """Several single-organelle probability maps → one class label volume (argmax among
-    the classes above their own threshold)."""
+    the classes above their own threshold; ``None``: each map's model threshold)."""
     from emseg.io import write_ome_zarr
     from emseg.postprocess.ops import resolve_conflicts
 
@@ -165,6 +168,7 @@ def postprocess_classes(
         if not np.allclose(v.voxel_size, first.voxel_size):
             raise InvalidValuesError(f"{v.path}: voxel size {v.voxel_size} nm differs from "
                                      f"{first.path}: {first.voxel_size} nm")
+    thresholds = list(thresholds) if thresholds else [model_threshold(v) for v in volumes]
     blocks, out_chunks = processing_chunks(first.shape, block)
     classes = resolve_conflicts([v.to_dask(blocks) for v in volumes], thresholds)
     names = list(names or [Path(str(v.path)).name for v in volumes])

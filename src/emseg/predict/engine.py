@@ -34,7 +34,8 @@ class Geometry:
 
 
 def downsampling_grid(model) -> tuple[int, int, int]:
-    """Product of a valid-conv net's downsampling factors per axis (1 if unknown)."""
+    """Translation period of a valid-conv net per axis: its ``grid`` when it reports one, else
+    the product of its downsampling ``factors`` (1 if unknown)."""
     if hasattr(model, "grid"):
         return tuple(int(g) for g in model.grid)  # type: ignore[return-value]
     grid = [1, 1, 1]

@@ -140,15 +140,15 @@ class Trainer:
                 loss_sum, loss_n = 0.0, 0
                 if scores["f1"] > self.best_f1:
                     self.best_f1 = scores["f1"]
-                    self.save(self.out / "best.pt", scores, threshold=scores["threshold"])
+                    self.save(self.out / "best.pt", scores)
             elif self.iteration % 50 == 0:
                 self.log(loss_sum / loss_n, time.perf_counter() - start, {})
                 loss_sum, loss_n = 0.0, 0
             bar.set_postfix(loss=f"{loss.item():.3f}", f1=f"{self.best_f1:.3f}" if self.best_f1 >= 0 else "-")
             if self.iteration % self.config.checkpoint_every == 0 or last:
-                self.save(self.out / "last.pt", scores, threshold=scores.get("threshold"))
+                self.save(self.out / "last.pt", scores)
         bar.close()
-        self.save(self.out / "last.pt", scores, threshold=scores.get("threshold"))
+        self.save(self.out / "last.pt", scores)
         if not self.val_sources:
             self.save(self.out / "best.pt", scores)
         self.plot()
@@ -164,9 +164,10 @@ class Trainer:
             group["lr"] = self.config.learning_rate * factor
 
     # ---- outputs -----------------------------------------------------------------------
-    def save(self, path: Path, scores: dict, threshold: float | None = None) -> None:
-        if threshold is None:
-            threshold = 0.5 if self.config.threshold == "auto" else self.config.threshold
+    def save(self, path: Path, scores: dict) -> None:
+        """Checkpoint with the threshold its validation chose (before any validation: the
+        configured one, 0.5 for ``auto``)."""
+        threshold = scores.get("threshold", 0.5 if self.config.threshold == "auto" else self.config.threshold)
         save_checkpoint(path, self.model, architecture=self.architecture, model_config=self.model_cfg,
                         voxel_size=self.voxel_size, normalization=self.normalization,
                         organelle=self.config.organelle, threshold=threshold,
