@@ -70,6 +70,13 @@ def test_conflict_resolution_hand_case(tmp_path):
     info = postprocess_classes([a, b], [0.5, 0.72], tmp_path / "c.ome.zarr", voxel_size=(1, 1, 1), names=["mito", "er"])
     assert info["classes"] == ["mito", "er"]
     np.testing.assert_array_equal(open_volume(str(tmp_path / "c.ome.zarr"))[:, :, :], classes)
+    # no thresholds given: each map's model threshold, as stored by `emseg predict`
+    from emseg.io import write_ome_zarr
+
+    maps = [write_ome_zarr(m, tmp_path / f"{n}.ome.zarr", (1, 1, 1), levels=1, attrs={"model": {"threshold": t}})
+            for m, n, t in [(a, "mito", 0.5), (b, "er", 0.72)]]
+    postprocess_classes(maps, None, tmp_path / "d.ome.zarr")
+    np.testing.assert_array_equal(open_volume(str(tmp_path / "d.ome.zarr"))[:, :, :], classes)
 
 
 def test_uint8_probabilities_and_bad_thresholds():
