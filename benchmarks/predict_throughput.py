@@ -8,7 +8,8 @@
    valid-conv net's output is padded back to its window, the volume is mirror-padded by the
    context and the window step equals our block, so both do the same forward passes): time
    and peak RSS, each in a fresh process;
-3. peak RSS of emseg.predict on a volume 8× larger (goal < 10 % growth).
+3. peak RSS of emseg.predict on a volume 8× larger (goal < 10 % growth);
+4. with ``--big``, time and peak RSS of both on a 64× larger volume (MONAI holds it all in memory).
 The CPU is shared with other jobs while this runs: figures are medians of ``--repeats``.
 """
 
@@ -135,6 +136,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 128, 128))
+    parser.add_argument("--big", action="store_true", help="also a 64x volume (4x per axis), one run each")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--child", choices=["emseg", "monai", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -177,21 +179,30 @@ def main() -> None:
     print(f"| end-to-end / forward (goal >= 0.90) | {statistics.median(ratios):.3f} | "
           f"{', '.join(f'{v:.3f}' for v in ratios)} |")
 
-    # 2. and 3. fresh processes: time and peak RSS, ours vs MONAI, on both volume sizes
+    # 2. and 3. fresh processes: time and peak RSS, ours vs MONAI, alternating to share the noise
     rows = {}
-    for name, path in (("1x", small), ("8x", large)):
-        for kind in ("emseg", "monai"):
-            runs = [run_child(kind, path, work / f"{kind}-{name}.zarr", args) for _ in range(args.repeats if name == "1x" else 1)]
-            rows[kind, name] = {"seconds": statistics.median(r["seconds"] for r in runs),
-                                "mvox_s": statistics.median(r["voxels"] / r["seconds"] / 1e6 for r in runs),
-                                "rss": max(r["peak_rss_mb"] for r in runs)}
+    volumes = [("1x", small, args.repeats), ("8x", large, args.repeats)]
+    if args.big:
+        volumes.append(("64x", make_input(work / "big.ome.zarr", [4 * s for s in args.shape]), 1))
+    for name, path, repeats in volumes:
+        runs = {"emseg": [], "monai": []}
+        for _ in range(repeats):
+            for kind in runs:
+                runs[kind].append(run_child(kind, path, work / f"{kind}-{name}.zarr", args))
+        for kind, got in runs.items():
+            rows[kind, name] = {"seconds": statistics.median(r["seconds"] for r in got),
+                                "mvox_s": statistics.median(r["voxels"] / r["seconds"] / 1e6 for r in got),
+                                "all": [r["voxels"] / r["seconds"] / 1e6 for r in got],
+                                "rss": max(r["peak_rss_mb"] for r in got)}
     base = run_child("baseline", small, work / "baseline.zarr", args)["peak_rss_mb"]
     print(f"\nfixed cost (python + torch + net + one forward, fresh process): {base:.0f} MB peak RSS")
-    print("\n| run (fresh process) | volume | seconds | MVox/s | peak RSS MB | above fixed cost MB |")
-    print("|---|---|---|---|---|---|")
+    print("\n| run (fresh process) | volume | seconds (median) | MVox/s (median) | MVox/s runs | peak RSS MB | "
+          "above fixed cost MB |")
+    print("|---|---|---|---|---|---|---|")
     for (kind, name), r in rows.items():
-        print(f"| {kind} | {name} | {r['seconds']:.1f} | {r['mvox_s']:.3f} | {r['rss']:.0f} | {r['rss'] - base:.0f} |")
-    for name in ("1x", "8x"):
+        print(f"| {kind} | {name} | {r['seconds']:.1f} | {r['mvox_s']:.3f} | {', '.join(f'{v:.3f}' for v in r['all'])} | "
+              f"{r['rss']:.0f} | {r['rss'] - base:.0f} |")
+    for name, _, _ in volumes:
         ours, theirs = rows["emseg", name], rows["monai", name]
         above = max(ours["rss"] - base, 1) / max(theirs["rss"] - base, 1)
         print(f"{name}: emseg / MONAI speed {ours['mvox_s'] / theirs['mvox_s']:.2f} (goal >= 1); peak RSS "

@@ -4,13 +4,14 @@ The reference: visit the hashes in a shuffled order; the first hash not yet remo
 exemplar and removes every remaining hash within Hamming distance ``threshold`` (≤ 12); repeat.
 Each hash maps to the exemplar that removed it (an exemplar maps to itself).
 
-Here the range queries use multi-index hashing: the 64 bits are split into ``m`` sub-strings
-and, by the pigeonhole principle, two hashes within distance r agree to within
-``r // m`` bits on at least one sub-string. Each sub-string has a bucket table (counting sort);
-a query probes every sub-string value within that radius, then checks the candidates' full
-distance with a vectorised popcount. Identical hashes are collapsed first (exact: they are
-always removed together), queries run in vectorised blocks, and once few hashes are unresolved
-(or the input is small) a block is compared with all unresolved hashes directly instead.
+Here the range queries use multi-index hashing (Norouzi et al., CVPR 2012): the 64 bits are
+split into ``m`` sub-strings, each with a bucket table. With ``r = m·s + t`` (0 ≤ t < m), two
+hashes within distance r agree to within s bits on one of the first t + 1 sub-strings or to
+within s − 1 bits on one of the others (otherwise their distance would be ≥ r + 1), so a query
+probes every sub-string value within that radius and checks the candidates' full distance
+with a vectorised popcount. Identical hashes are collapsed first (they are always removed
+together); queries run in vectorised blocks; the index is rebuilt on the unresolved hashes
+whenever they have halved, and once few are left a block is compared with all of them directly.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import numpy as np
 from emseg.curate.dhash import hamming
 
 DEFAULT_THRESHOLD = 12
-BRUTE_FACTOR = 40  # full comparison costs ≈ what the index costs for 40 × its expected candidates
+BRUTE_FACTOR = 1.0  # compare directly once that costs less than this × the index's cost per query
 BRUTE_BLOCK = 64
+PROBE_COST = 2.0  # one bucket probe costs about two candidate checks (measured)
+DIRECT_COST = 0.25  # one direct comparison costs about a quarter of a candidate check (measured)
 
 
 def shuffled_order(n: int, seed: int) -> np.ndarray:
@@ -44,10 +47,22 @@ def greedy_exemplars_bruteforce(hashes: np.ndarray, seed: int = 0, threshold: in
 
 
 def _split_bits(m: int) -> list[tuple[int, int]]:
-    """(shift, width) of ``m`` contiguous sub-strings covering 64 bits."""
+    """(shift, width) of ``m`` contiguous sub-strings covering 64 bits, widest first."""
     widths = [64 // m + (1 if i < 64 % m else 0) for i in range(m)]
     shifts = np.concatenate([[0], np.cumsum(widths)[:-1]])
     return [(int(s), w) for s, w in zip(shifts, widths)]
+
+
+def part_radii(m: int, radius: int) -> list[int]:
+    """Search radius of each of ``m`` sub-strings for a full radius (−1: not searched)."""
+    s, t = divmod(radius, m)
+    return [s if j <= t else s - 1 for j in range(m)]
+
+
+def _n_flips(width: int, radius: int) -> int:
+    from math import comb
+
+    return sum(comb(width, r) for r in range(radius + 1))
 
 
 def _flip_masks(width: int, radius: int) -> np.ndarray:
@@ -58,51 +73,64 @@ def _flip_masks(width: int, radius: int) -> np.ndarray:
     return np.array(masks, dtype=np.int64)
 
 
+def query_cost(n: int, m: int, radius: int) -> float:
+    """Expected cost of one query (in candidate checks) of an index with m sub-strings on n uniform hashes."""
+    cost = 0.0
+    for (_, width), rho in zip(_split_bits(m), part_radii(m, radius)):
+        if rho >= 0:
+            probes = _n_flips(width, rho)
+            cost += PROBE_COST * probes + probes * n / (1 << width)
+    return cost
+
+
+def choose_m(n: int, threshold: int) -> int:
+    """The number of sub-strings with the lowest expected query cost (keys of at most 22 bits)."""
+    return min(range(3, min(threshold + 1, 64) + 1), key=lambda m: query_cost(n, m, threshold))
+
+
 class MultiIndex:
     """Bucket tables on ``m`` sub-strings of 64-bit hashes for Hamming range queries."""
 
-    def __init__(self, hashes: np.ndarray, radius: int, m: int) -> None:
+    def __init__(self, hashes: np.ndarray, ids: np.ndarray, radius: int, m: int) -> None:
         if not 3 <= m <= 64:
             raise ValueError(f"multi-index hashing needs 3..64 sub-strings (≤ 22-bit keys), got {m}")
-        self.hashes = hashes
-        self.sub_radius = radius // m
+        self.radius, self.m, self.size = radius, m, len(hashes)
         self.tables = []
-        for shift, width in _split_bits(m):
+        for (shift, width), rho in zip(_split_bits(m), part_radii(m, radius)):
+            if rho < 0:
+                continue
             keys = ((hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
             order = np.argsort(keys, kind="stable")
             starts = np.zeros((1 << width) + 1, dtype=np.int64)
             np.cumsum(np.bincount(keys, minlength=1 << width), out=starts[1:])
-            self.tables.append((shift, width, order, starts, _flip_masks(width, self.sub_radius)))
+            self.tables.append((shift, width, starts, hashes[order], ids[order], _flip_masks(width, rho)))
 
-    def expected_candidates(self) -> float:
-        """Mean number of candidates per query if sub-string values were uniform."""
-        return sum(len(flips) * len(self.hashes) / (1 << width) for _, width, _, _, flips in self.tables)
+    def cost(self) -> float:
+        """Expected cost of one query, in candidate checks."""
+        return query_cost(self.size, self.m, self.radius)
 
-    def candidate_pairs(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(query position, candidate index) pairs that may be within the radius (a superset)."""
-        qs, cs = [], []
-        for shift, width, order, starts, flips in self.tables:
-            keys = ((self.hashes[queries] >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
+    def near_pairs(self, query_hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query position, id) of every indexed hash within the radius of each query (may repeat)."""
+        qs, ids = [], []
+        for shift, width, starts, hashes, hash_ids, flips in self.tables:
+            keys = ((query_hashes >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.int64)
             probes = (keys[:, None] ^ flips[None, :]).ravel()
             lo = starts[probes]
             sizes = starts[probes + 1] - lo
-            total = int(sizes.sum())
-            if total == 0:
+            hit = np.flatnonzero(sizes)
+            if hit.size == 0:
                 continue
-            # concatenate the ranges [lo, hi) without a Python loop
+            lo, sizes = lo[hit], sizes[hit]
             ends = np.cumsum(sizes)
-            offsets = np.repeat(lo - (ends - sizes), sizes)
-            cs.append(order[np.arange(total) + offsets])
-            qs.append(np.repeat(np.repeat(np.arange(len(queries)), len(flips)), sizes))
-        if not cs:
+            # the ranges [lo, lo + size) concatenated without a Python loop
+            pos = np.arange(ends[-1]) + np.repeat(lo - (ends - sizes), sizes)
+            q = np.repeat(hit // len(flips), sizes)
+            near = np.flatnonzero(hamming(hashes[pos], query_hashes[q]) <= self.radius)
+            qs.append(q[near])
+            ids.append(hash_ids[pos[near]])
+        if not qs:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        return np.concatenate(qs), np.concatenate(cs)
-
-
-def choose_m(n: int, threshold: int) -> int:
-    """Number of sub-strings: ≈ log2(n)-bit keys, but at least one bit of radius per sub-string."""
-    width = int(np.clip(np.log2(max(n, 2)), 8, 21))
-    return int(np.clip(round(64 / width), 1, threshold + 1))
+        return np.concatenate(qs), np.concatenate(ids)
 
 
 def greedy_exemplars(
@@ -111,9 +139,8 @@ def greedy_exemplars(
 ) -> np.ndarray:
     """Each hash's exemplar index under the greedy reference (same result as the brute force).
 
-    ``m`` forces the multi-index with m sub-strings throughout; ``brute_factor`` sets when the
-    direct comparison takes over (fewer unresolved hashes than that × the index's expected
-    candidates per query).
+    ``m`` forces the multi-index with m sub-strings; ``brute_factor`` scales when the direct
+    comparison takes over (0: never; very large: always).
     """
     hashes = np.asarray(hashes, dtype=np.uint64)
     n = len(hashes)
@@ -123,38 +150,32 @@ def greedy_exemplars(
     order = shuffled_order(n, seed)
     # collapse identical hashes; visit unique values in order of their first shuffled position
     unique, first_pos, inverse = np.unique(hashes[order], return_index=True, return_inverse=True)
-    visit = np.argsort(first_pos)  # unique ids in visiting order
     rep = order[first_pos]  # representative (first visited) original index per unique value
     owner = np.full(len(unique), -1, dtype=np.int64)  # exemplar's unique id per unique value
-    alive = visit  # unresolved unique ids, in visiting order
-    index = MultiIndex(unique, threshold, m or choose_m(len(unique), threshold))
-    expected = max(index.expected_candidates(), 1.0)
-    # Queries go in blocks: the neighbours of a whole block are found at once (vectorised), then
-    # the greedy rule runs query by query inside the block on those short lists. While many
-    # hashes are unresolved the multi-index finds candidates; once few are left (or for small
-    # inputs) comparing a block against all unresolved hashes is cheaper.
-    use_index = m is not None or len(alive) > brute_factor * expected
-    block = int(np.clip(2_000_000 / expected, 16, 4096))
+    alive = np.argsort(first_pos)  # unresolved unique ids, in visiting order
+    index = None
     while len(alive):
-        queries = alive[:block] if use_index else alive[:BRUTE_BLOCK]
-        if use_index:
-            q, c = index.candidate_pairs(queries)
-            near = (owner[c] < 0) & (hamming(unique[c], unique[queries[q]]) <= threshold)
-            q, c = q[near], c[near]
+        if index is None or (m is None and len(alive) < index.size // 2):
+            index = MultiIndex(unique[alive], alive, threshold, m or choose_m(len(alive), threshold))
+        direct = m is None and DIRECT_COST * len(alive) < brute_factor * index.cost()
+        if direct:
+            queries = alive[:BRUTE_BLOCK]
+            near = hamming(unique[queries][:, None], unique[alive][None, :]) <= threshold
+            neighbours = [alive[row] for row in near]
+        else:
+            queries = alive[: int(np.clip(2_000_000 / index.cost(), 16, 4096))]
+            q, c = index.near_pairs(unique[queries])
+            keep = owner[c] < 0
+            q, c = q[keep], c[keep]
             sort = np.argsort(q, kind="stable")
             q, c = q[sort], c[sort]
             bounds = np.searchsorted(q, np.arange(len(queries) + 1))
             neighbours = [c[bounds[j]:bounds[j + 1]] for j in range(len(queries))]
-        else:
-            near = hamming(unique[queries][:, None], unique[alive][None, :]) <= threshold
-            neighbours = [alive[row] for row in near]
         for u, nb in zip(queries, neighbours):
             if owner[u] >= 0:
                 continue
             owner[nb[owner[nb] < 0]] = u
             owner[u] = u
         alive = alive[owner[alive] < 0]
-        if use_index and m is None and len(alive) < brute_factor * expected:
-            use_index = False
     exemplar[order] = rep[owner[inverse]]
     return exemplar
