@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import torch
 import zarr
 
 from emseg.blocks import Ledger
-from emseg.errors import ConfigError, CorruptFileError, EmsegError, OutputExistsError
+from emseg.errors import ConfigError, EmsegError, OutputExistsError
 from emseg.io import array_volume, write_ome_zarr
 from emseg.models import UNet3D, normalize, save_checkpoint
 from emseg.predict import BlocksFailedError, predict
