@@ -156,10 +156,19 @@ def test_segment_widget_from_file(make_napari_viewer, qtbot, tmp_path, sample):
     widget.output.set_path(tmp_path / "out")
     widget.device.setCurrentText("cpu")
     widget.threshold.setValue(0.05)
+    widget.roi.setText("0:32, 0:40, 0:40")  # only blocks touching this region are predicted
     layer = run_and_wait(qtbot, widget, widget.run)
     assert layer.data.shape == SAMPLE_SHAPE and tuple(layer.scale) == SAMPLE_VOXEL_SIZE
     assert layer.name.startswith("raw tiny")
     assert Path(layer.metadata["source"]).parent.parent == tmp_path / "out"
+    import zarr
+
+    probabilities = zarr.open_group(str(Path(layer.metadata["source"]).parent / "probabilities.ome.zarr"), mode="r")
+    assert dict(probabilities.attrs)["emseg"]["predict"]["roi"] == [[0, 32], [0, 40], [0, 40]]
+    chunks = probabilities["0"].chunks
+    y_far = -(-40 // chunks[1]) * chunks[1]  # rows beyond the chunks that touch the ROI
+    assert y_far < SAMPLE_SHAPE[1], chunks
+    assert probabilities["0"][:32, :40, :40].max() > 0 and probabilities["0"][:, y_far:].max() == 0
 
 
 @pytest.mark.timeout(300)

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from qtpy.QtWidgets import QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QRadioButton
+from qtpy.QtWidgets import QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QLineEdit, QRadioButton
 
 from emseg.napari_plugin._common import (EmsegDock, LayerCombo, ModelPicker, PathEdit, device_combo, layer_array,
                                          layer_voxel_size)
@@ -30,7 +30,7 @@ def planned_blocks(output: Path) -> int | None:
 
 
 def segment_steps(model: str, volume, workdir: Path, threshold: float | None, min_size_nm3: float,
-                  device: str = "auto", allow_resample: bool = False):
+                  device: str = "auto", allow_resample: bool = False, roi: str | None = None):
     """Generator behind the Segment dock: yields (done, total, message) while predicting, then
     returns the path of the instance-label OME-Zarr. Runs the CLI's functions, in a helper thread."""
     from emseg.blocks.ledger import Ledger
@@ -43,7 +43,7 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float | None, mi
     yield 0, 0, "loading the model"
     with ThreadPoolExecutor(1) as pool:
         future = pool.submit(predict, model, volume, probabilities, device=device, overwrite=True,
-                             allow_resample=allow_resample)
+                             allow_resample=allow_resample, roi=roi)
         while not future.done():
             time.sleep(0.2)
             total = planned_blocks(probabilities)
@@ -82,6 +82,9 @@ class SegmentWidget(EmsegDock):
         self.min_size.setRange(0, 1e15)
         self.min_size.setDecimals(0)
         self.min_size.setSuffix(" nm³")
+        self.roi = QLineEdit()
+        self.roi.setPlaceholderText("z0:z1,y0:y1,x0:x1 in voxels (empty: everything)")
+        self.roi.setToolTip("Only blocks that touch this region are predicted (as emseg predict --roi).")
         self.device = device_combo()
         self.resample = QCheckBox("resample to the model's voxel size")
         form = QFormLayout(self)
@@ -91,6 +94,7 @@ class SegmentWidget(EmsegDock):
         form.addRow("output", self.output)
         form.addRow("threshold", self.threshold)
         form.addRow("min size", self.min_size)
+        form.addRow("region", self.roi)
         form.addRow("device", self.device)
         form.addRow(self.resample)
         form.addRow(self.run_button)
@@ -120,7 +124,8 @@ class SegmentWidget(EmsegDock):
         workdir = self.workdir(self.output.path(), "segment") / f"{name}-{time.strftime('%H%M%S')}"
         model = self.model.value()
         self.start(segment_steps, model, volume, workdir, self.threshold.value() or None, self.min_size.value(),
-                   self.device.currentText(), self.resample.isChecked(), busy="starting",
+                   self.device.currentText(), self.resample.isChecked(), self.roi.text().strip() or None,
+                   busy="starting",
                    on_yield=lambda step: self.progress.update(*step),
                    on_return=lambda result: self._show(result, name, model))
 
