@@ -235,6 +235,21 @@ def test_finetune_widget(viewer, qtbot, tmp_path, sample):
     assert len(ax.lines[0].get_xdata()) == 2  # the live loss curve has both points
     screenshot(viewer, widget, "finetune", tmp_path)
 
+    # Stop: a long run ends after the current step and keeps the best checkpoint so far
+    assert not widget.stop_button.isEnabled()
+    widget.iterations.setValue(10_000)
+    widget.step.setValue(1)
+    widget.output.set_path(tmp_path / "ft-stop")
+
+    def start_then_stop():
+        widget.run()
+        assert widget.stop_button.isEnabled()
+        widget.worker.yielded.connect(lambda update: update[0] >= 1 and widget.stop_button.click())
+
+    stopped = run_and_wait(qtbot, widget, start_then_stop)
+    last = torch.load(Path(stopped).parent / "last.pt", map_location="cpu", weights_only=False)
+    assert Path(stopped).exists() and 1 <= last["training"]["iteration"] < 10 and not widget.stop_button.isEnabled()
+
 
 @pytest.mark.timeout(300)
 def test_measure_widget(viewer, qtbot, tmp_path, sample):

@@ -4,10 +4,11 @@ in a background thread, with a progress bar and a live loss / F1 plot."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
-from qtpy.QtWidgets import QFormLayout, QSpinBox
+from qtpy.QtWidgets import QFormLayout, QPushButton, QSpinBox
 
 from emseg.napari_plugin._common import (RECENT_CHECKPOINTS, EmsegDock, LayerCombo, ModelPicker, PathEdit,
                                          checkpoint_path, device_combo, layer_array, layer_voxel_size)
@@ -58,9 +59,10 @@ def finetune_config(source: dict, model: str, output_dir: Path, iterations: int,
 
 
 def finetune_steps(model: str, raw, mask, roi, voxel_size, output_dir: Path, iterations: int, step: int,
-                   device: str = "auto"):
+                   device: str = "auto", stop: threading.Event | None = None):
     """Generator behind the Fine-tune dock: yields (iteration, total, history) every ``step``
-    iterations and returns the path of the best checkpoint."""
+    iterations and returns (best checkpoint, its F1); ``stop`` ends the run after the current
+    step, keeping the best checkpoint so far ((None, None) if none was validated yet)."""
     from emseg.napari_plugin.annotate import save_training_source
     from emseg.train.loop import Trainer
 
@@ -68,10 +70,11 @@ def finetune_steps(model: str, raw, mask, roi, voxel_size, output_dir: Path, ite
     config = finetune_config(source, model, output_dir, iterations, step, device)
     yield 0, iterations, []
     trainer = Trainer(config, init_from=checkpoint_path(model), progress=False)
-    while trainer.iteration < iterations:
+    while trainer.iteration < iterations and not (stop is not None and stop.is_set()):
         trainer.run(min(iterations, trainer.iteration + step))
         yield trainer.iteration, iterations, list(trainer.history)
-    return trainer.out / "best.pt", trainer.best_f1
+    best = trainer.out / "best.pt"
+    return (best, trainer.best_f1) if best.exists() else (None, None)
 
 
 class FinetuneWidget(EmsegDock):
@@ -105,7 +108,12 @@ class FinetuneWidget(EmsegDock):
         form.addRow("plot every", self.step)
         form.addRow("device", self.device)
         form.addRow("output", self.output)
+        self.stop_button = QPushButton("Stop (keep the best so far)")
+        self.stop_button.setEnabled(False)
+        self.stop_button.clicked.connect(self.stop)
+        self._stop = threading.Event()
         form.addRow(self.run_button)
+        form.addRow(self.stop_button)
         form.addRow(self.progress)
         form.addRow(self.canvas)
         self.plot([])
@@ -123,9 +131,22 @@ class FinetuneWidget(EmsegDock):
             self.fail(error)
             return
         output = self.workdir(self.output.path(), "finetune") / f"finetune-{time.strftime('%H%M%S')}"
+        self._stop = threading.Event()
+        self.stop_button.setText("Stop (keep the best so far)")
+        self.stop_button.setEnabled(True)
         self.start(finetune_steps, self.model.value(), raw, labels, mask_roi(mask), layer_voxel_size(image),
-                   output, self.iterations.value(), self.step.value(), self.device.currentText(),
+                   output, self.iterations.value(), self.step.value(), self.device.currentText(), self._stop,
                    busy="preparing the annotation and the model", on_yield=self._step, on_return=self._done)
+
+    def stop(self) -> None:
+        """End the run after the current step; the best checkpoint so far is kept."""
+        self._stop.set()
+        self.stop_button.setEnabled(False)
+        self.stop_button.setText("stopping after this step…")
+
+    def fail(self, error: BaseException) -> None:
+        self.stop_button.setEnabled(False)
+        super().fail(error)
 
     def _step(self, update) -> None:
         iteration, total, history = update
@@ -153,6 +174,10 @@ class FinetuneWidget(EmsegDock):
 
     def _done(self, result):
         best, f1 = result
+        self.stop_button.setEnabled(False)
+        if best is None:
+            self.progress.finish("stopped before the first validation: no checkpoint")
+            return None
         RECENT_CHECKPOINTS.append(str(best))
         self.model.set_value(str(best))
         self.progress.finish(f"best F1 on the annotation {f1:.3f}; checkpoint {best} (now a model choice)")
