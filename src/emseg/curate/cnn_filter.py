@@ -91,7 +91,7 @@ def train_filter(
             opt.step()
             sched.step()
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.detach().item():.3f}")
     bar.close()
     recalibrate_batchnorm(net, patches[train], batch)
     prob = predict(net, patches[val])

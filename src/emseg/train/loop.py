@@ -130,7 +130,7 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.iteration += 1
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
+            loss_sum, loss_n = loss_sum + loss.detach().item(), loss_n + 1
             bar.update(1)
             last = self.iteration == total or time.perf_counter() - start >= budget
             if self.val_sources and (self.iteration % self.config.validate_every == 0 or last):
@@ -144,7 +144,7 @@ class Trainer:
             elif self.iteration % 50 == 0:
                 self.log(loss_sum / loss_n, time.perf_counter() - start, {})
                 loss_sum, loss_n = 0.0, 0
-            bar.set_postfix(loss=f"{loss.item():.3f}", f1=f"{self.best_f1:.3f}" if self.best_f1 >= 0 else "-")
+            bar.set_postfix(loss=f"{loss.detach().item():.3f}", f1=f"{self.best_f1:.3f}" if self.best_f1 >= 0 else "-")
             if self.iteration % self.config.checkpoint_every == 0 or last:
                 self.save(self.out / "last.pt", scores)
         bar.close()
