@@ -159,3 +159,20 @@ def test_auto_threshold_and_cosine_schedule(cell, tmp_path):
     auto = validate(trainer.model, trainer.val_sources, trainer.normalization, "auto")
     for t in (0.3, 0.5, 0.9):
         assert auto["f1"] >= validate(trainer.model, trainer.val_sources, trainer.normalization, t)["f1"]
+
+
+@pytest.mark.parametrize("name", ["mito_lucchi.yaml", "mito_lucchi_asem.yaml"])
+def test_shipped_configs_parse_and_build(name):
+    """The configs in configs/ validate, and their networks produce the output block they ask for."""
+    from pathlib import Path
+
+    from emseg.models import build
+    from emseg.train.config import load_config
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / name)
+    model_config = {k: v for k, v in config.model.items() if k != "architecture"}
+    net = build(config.model["architecture"], **model_config)
+    assert tuple(net.output_shape(net.input_shape_for(config.output_shape))) == tuple(config.output_shape)
+    if name == "mito_lucchi_asem.yaml":  # ASEM: 204^3 -> 116^3, about 5.8 M parameters
+        assert tuple(net.input_shape_for(config.output_shape)) == (204, 204, 204)
+        assert 5.7e6 < sum(p.numel() for p in net.parameters()) < 5.9e6
