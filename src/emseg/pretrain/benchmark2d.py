@@ -195,9 +195,17 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
+    encoder = Path(config.encoder) if config.encoder else out / "moco_resnet18.pt"
+    inits = run_inits(str(encoder), config)  # checks the extra encoders before the long pretraining
+    plan = []
+    for task in tasks:
+        z0, z1 = task.train
+        regimes = {"full": list(range(z0, z1)), "few": evenly(z0, z1, config.few)}
+        plan += [(task, regime, regimes[regime], init) for regime in config.regimes for init in inits]
+    if not plan:
+        raise ConfigError("benchmark2d: no task × regime to run")
 
     if config.encoder:
-        encoder = Path(config.encoder)
         if not encoder.is_file():
             raise VolumeNotFoundError(f"{encoder}: encoder file not found")
         payload = torch.load(encoder, map_location="cpu", weights_only=False)
@@ -208,7 +216,6 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
         store = out / "patches.zarr"
         n = grid_patch_store(store, pretraining_sources(tasks, config), config.min_patch)
         timings["patch_store"] = time.perf_counter() - tic
-        encoder = out / "moco_resnet18.pt"
         pre = pretrain_for_budget(store, encoder, config, progress)
         pre["patches"] = n
         timings["pretrain"] = pre["wall_s"]
@@ -217,12 +224,6 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
                        f"patches) in {pre['wall_s']:.0f} s, {pre['images_per_s']:.1f} images/s, final loss "
                        f"{pre['history'][-1]['loss']:.3f}, positive-key accuracy {pre['history'][-1]['acc']:.2f}")
 
-    inits = run_inits(str(encoder), config)
-    plan = []
-    for task in tasks:
-        z0, z1 = task.train
-        regimes = {"full": list(range(z0, z1)), "few": evenly(z0, z1, config.few)}
-        plan += [(task, regime, regimes[regime], init) for regime in config.regimes for init in inits]
     zoom = (config.patch_size / 224) ** 2  # the recipe's zoom range (scale 0.08–1 at 224 px) at this patch size
     (out / "runs").mkdir(exist_ok=True)
     rows = []
@@ -241,17 +242,17 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
         if progress:
             tqdm.write(f"{task.name:14s} {regime:4s} ({len(slices):3d} slices) {init_name:26s} IoU {result['iou']:.3f} "
                        f"(loss {result['final_loss']:.3f}, {result['wall_s']:.0f} s)")
-    timings["transfer_runs"] = sum(r["wall_s"] for r in rows)
-    timings["total"] = time.perf_counter() - start
-    summary = {
-        "config": config.model_dump(), "tasks": [t.model_dump() for t in tasks], "encoder": str(encoder),
-        "patches": pre.get("patches"), "pretrain_images_seen": pre.get("images_seen"),
-        "pretrain_images_per_s": pre["images_per_s"],
-        "pretrain_images_per_s_wall": (pre["images_seen"] / pre["wall_s"]) if pre.get("images_seen") else None,
-        "pretrain_final_loss": pre["history"][-1]["loss"], "pretrain_final_acc": pre["history"][-1]["acc"],
-        "timings_s": timings, "runs": rows,
-    }
-    write_outputs(rows, summary, out)
+        timings["transfer_runs"] = sum(r["wall_s"] for r in rows)
+        timings["total"] = time.perf_counter() - start
+        summary = {
+            "config": config.model_dump(), "tasks": [t.model_dump() for t in tasks], "encoder": str(encoder),
+            "patches": pre.get("patches"), "pretrain_images_seen": pre.get("images_seen"),
+            "pretrain_images_per_s": pre["images_per_s"],
+            "pretrain_images_per_s_wall": (pre["images_seen"] / pre["wall_s"]) if pre.get("images_seen") else None,
+            "pretrain_final_loss": pre["history"][-1]["loss"], "pretrain_final_acc": pre["history"][-1]["acc"],
+            "timings_s": timings, "complete": len(rows) == len(plan), "runs": rows,
+        }
+        write_outputs(rows, summary, out)  # after every run: a long run leaves a partial table if stopped
     return summary
 
 
