@@ -139,19 +139,21 @@ def pretraining_sources(tasks: list[TaskSpec], config: Benchmark2DConfig) -> lis
 
 
 def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, progress: bool = True) -> dict:
-    """MoCoV2 sized to ``pretrain_minutes``: a 3-step probe measures the speed, then 4 epochs
-    (cosine lr) with as many steps as fit. Returns the pretrain summary plus images seen and wall time."""
+    """MoCoV2 sized to ``pretrain_minutes``: a 3-step probe measures the step time and the fixed
+    costs, then 4 epochs (cosine lr) with as many steps as fit. Returns the pretrain summary plus images seen and wall time."""
     from emseg.pretrain.run import PretrainConfig, pretrain
 
     tic = time.perf_counter()
     probe = PretrainConfig(arch="resnet18", width=config.width, epochs=1, batch_size=config.pretrain_batch,
                            image_size=config.pretrain_size, queue_size=config.queue_size, steps_per_epoch=3,
                            device="cpu", schedule="cosine", seed=config.seed)
-    pretrain(store, output, probe, overwrite=True, progress=False)
-    seconds_per_step = (time.perf_counter() - tic) / 3
-    left = config.pretrain_minutes * 60 - (time.perf_counter() - tic)
+    speed = pretrain(store, output, probe, overwrite=True, progress=False)["images_per_s"]
+    probe_wall = time.perf_counter() - tic
+    step_s = config.pretrain_batch / speed  # training-step time (incl. warm-up: a little pessimistic)
+    setup_s = max(0.0, probe_wall - 3 * step_s)  # opening the store, norms, saving: paid again by the real run
+    left = config.pretrain_minutes * 60 - probe_wall - setup_s
     epochs = 4
-    steps = max(epochs, int(left / seconds_per_step))
+    steps = max(epochs, int(left / (1.05 * step_s)))  # 5 % for reading batches
     run = probe.model_copy(update={"epochs": epochs, "steps_per_epoch": max(1, steps // epochs)})
     summary = pretrain(store, output, run, overwrite=True, progress=progress)
     wall = time.perf_counter() - tic

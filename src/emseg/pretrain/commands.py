@@ -80,10 +80,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Random vs MoCoV2-pretrained U-Net-ResNet-18 on Lucchi mitochondria and ISBI membranes.
 
-        Grid patches of the training slices (+ a synthetic volume) → MoCoV2 for --pretrain-minutes →
-        train2d for every task × regime (full, few labelled slices) × init (random; pretrained frozen;
-        pretrained fine-tuned; --init extras) → validation IoU in OUTPUT/table.csv, table.md, table.png
-        and summary.json (wall time of every run, pretraining images/s). See docs/pretraining.md.
+        Grid patches of the training slices (+ a synthetic volume) → MoCoV2 for --pretrain-minutes → train2d for every task × regime (full; --few labelled slices) × init (random; pretrained frozen; pretrained fine-tuned; --init extras, frozen), all with the same --iterations.
+
+        Lucchi: train z 0–131, validate every 3rd slice of z 132–164 (512² crop). ISBI 2012: train 0–23, validate 24–29. Writes OUTPUT/table.csv, table.md, table.png and summary.json (wall time of every run, pretraining images/s). See docs/pretraining.md.
         """
         from pydantic import ValidationError
 
