@@ -17,6 +17,7 @@ Outputs under OUT: ``table.csv`` (one row per task, regime, init), ``table.md``,
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -138,9 +139,11 @@ def pretraining_sources(tasks: list[TaskSpec], config: Benchmark2DConfig) -> lis
     return sources
 
 
-def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, progress: bool = True) -> dict:
+def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, n_patches: int,
+                        progress: bool = True) -> dict:
     """MoCoV2 sized to ``pretrain_minutes``: a 3-step probe measures the step time and the fixed
-    costs, then 4 epochs (cosine lr) with as many steps as fit. Returns the pretrain summary plus images seen and wall time."""
+    costs, then as many steps as fit, in at least 4 epochs of at most one pass each (cosine lr).
+    Returns the pretrain summary plus images seen, steps and wall time."""
     from emseg.pretrain.run import PretrainConfig, pretrain
 
     tic = time.perf_counter()
@@ -152,8 +155,9 @@ def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, pr
     step_s = config.pretrain_batch / speed  # training-step time (incl. warm-up: a little pessimistic)
     setup_s = max(0.0, probe_wall - 3 * step_s)  # opening the store, norms, saving: paid again by the real run
     left = config.pretrain_minutes * 60 - probe_wall - setup_s
-    epochs = 4
-    steps = max(epochs, int(left / (1.05 * step_s)))  # 5 % for reading batches
+    steps = int(left / (1.05 * step_s))  # 5 % for reading batches
+    per_pass = max(1, n_patches // config.pretrain_batch)  # an epoch is at most one pass over the patches
+    epochs = max(4, math.ceil(steps / per_pass))
     run = probe.model_copy(update={"epochs": epochs, "steps_per_epoch": max(1, steps // epochs)})
     summary = pretrain(store, output, run, overwrite=True, progress=progress)
     wall = time.perf_counter() - tic
@@ -218,7 +222,7 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
         store = out / "patches.zarr"
         n = grid_patch_store(store, pretraining_sources(tasks, config), config.min_patch)
         timings["patch_store"] = time.perf_counter() - tic
-        pre = pretrain_for_budget(store, encoder, config, progress)
+        pre = pretrain_for_budget(store, encoder, config, n, progress)
         pre["patches"] = n
         timings["pretrain"] = pre["wall_s"]
         if progress:
