@@ -71,6 +71,14 @@ def test_benchmark_end_to_end_on_tiny_data(tmp_path):
     store = PatchStore.open(out / "patches.zarr")
     assert store.complete and store.column("slice").max() < 8 and store.column("kept").all()
 
+    # --encoder: reuse the weights, no pretraining; --tasks / --regimes select runs
+    again = config.model_copy(update={"encoder": str(out / "moco_resnet18.pt"), "inits": {}, "tasks": ["isbi_membrane"],
+                                      "regimes": ["few"]})
+    summary = run_benchmark(None, tmp_path / "again", again, tasks=tasks, progress=False)
+    assert [(r["task"], r["regime"]) for r in summary["runs"]] == [("isbi_membrane", "few")] * 3
+    assert summary["pretrain_images_seen"] is None and not (tmp_path / "again" / "patches.zarr").exists()
+    assert "not pretrained in this run" in (tmp_path / "again" / "table.md").read_text()
+
 
 def test_missing_data_is_a_clear_error(tmp_path, capsys):
     from emseg.cli import main
