@@ -35,6 +35,9 @@ TASK_FILES: dict[str, tuple[str, str]] = {
 }
 
 
+PROBE_STEPS = 6  # MoCoV2 steps timed before sizing the pretraining to its budget
+
+
 class TaskSpec(BaseModel):
     """One downstream task: training slices ``train`` = [start, stop) and validation slices of one volume."""
 
@@ -141,19 +144,19 @@ def pretraining_sources(tasks: list[TaskSpec], config: Benchmark2DConfig) -> lis
 
 def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, n_patches: int,
                         progress: bool = True) -> dict:
-    """MoCoV2 sized to ``pretrain_minutes``: a 3-step probe measures the step time and the fixed
+    """MoCoV2 sized to ``pretrain_minutes``: a short probe measures the step time and the fixed
     costs, then as many steps as fit, in at least 4 epochs of at most one pass each (cosine lr).
     Returns the pretrain summary plus images seen, steps and wall time."""
     from emseg.pretrain.run import PretrainConfig, pretrain
 
     tic = time.perf_counter()
     probe = PretrainConfig(arch="resnet18", width=config.width, epochs=1, batch_size=config.pretrain_batch,
-                           image_size=config.pretrain_size, queue_size=config.queue_size, steps_per_epoch=3,
+                           image_size=config.pretrain_size, queue_size=config.queue_size, steps_per_epoch=PROBE_STEPS,
                            device="cpu", schedule="cosine", seed=config.seed)
     speed = pretrain(store, output, probe, overwrite=True, progress=False)["images_per_s"]
     probe_wall = time.perf_counter() - tic
     step_s = config.pretrain_batch / speed  # training-step time (incl. warm-up: a little pessimistic)
-    setup_s = max(0.0, probe_wall - 3 * step_s)  # opening the store, norms, saving: paid again by the real run
+    setup_s = max(0.0, probe_wall - PROBE_STEPS * step_s)  # opening the store, norms, saving: paid again
     left = config.pretrain_minutes * 60 - probe_wall - setup_s
     steps = int(left / (1.05 * step_s))  # 5 % for reading batches
     per_pass = max(1, n_patches // config.pretrain_batch)  # an epoch is at most one pass over the patches

@@ -65,13 +65,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def benchmark2d(
         data: Annotated[Path, typer.Option(help="Folder laid out like ../shared/data (lucchi/, isbi2012/).")],
-        output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (table.csv/.md/.png, summary.json).")],
+        output: Annotated[Path, typer.Option("--output", "-o",
+                                             help="Output folder (table.csv/.md/.png, summary.json).")],
         pretrain_minutes: Annotated[float, typer.Option(help="MoCoV2 wall-time budget in minutes.")] = 4.0,
         iterations: Annotated[int, typer.Option(help="train2d iterations, the same for every run.")] = 100,
-        encoder: Annotated[Optional[Path], typer.Option(help="Use these MoCoV2 weights instead of pretraining.")] = None,
+        encoder: Annotated[Optional[Path], typer.Option(
+            help="Use these MoCoV2 weights instead of pretraining.")] = None,
         init: Annotated[Optional[list[str]], typer.Option(
-            help="Extra frozen encoder NAME=PATH (e.g. cem500k=cem500k_mocov2_resnet50_200ep.pth.tar); repeatable.")] = None,
-        tasks: Annotated[Optional[list[str]], typer.Option(help="lucchi_mito | isbi_membrane (repeatable; default both).")] = None,
+            help="Extra frozen encoder NAME=PATH (e.g. cem500k=cem500k_mocov2_resnet50_200ep.pth.tar); "
+                 "repeatable.")] = None,
+        tasks: Annotated[Optional[list[str]], typer.Option(
+            help="lucchi_mito | isbi_membrane (repeatable; default both).")] = None,
         regimes: Annotated[Optional[list[str]], typer.Option(help="full | few (repeatable; default both).")] = None,
         few: Annotated[int, typer.Option(help="Labelled slices in the few-label regime.")] = 8,
         width: Annotated[int, typer.Option(help="ResNet-18 base width (64 = standard).")] = 32,
@@ -103,4 +107,5 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"benchmark2d: invalid option: {exc}") from None
         summary = run_benchmark(data, output, config)
         typer.echo((output / "table.md").read_text())
-        typer.echo(f"wrote {output}/table.csv, table.md, table.png, summary.json in {summary['timings_s']['total']:.0f} s")
+        total = summary["timings_s"]["total"]
+        typer.echo(f"wrote {output}/table.csv, table.md, table.png, summary.json in {total:.0f} s")
