@@ -145,7 +145,7 @@ def pretraining_sources(tasks: list[TaskSpec], config: Benchmark2DConfig) -> lis
 def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, n_patches: int,
                         progress: bool = True) -> dict:
     """MoCoV2 sized to ``pretrain_minutes``: a short probe measures the step time and the fixed
-    costs, then as many steps as fit, in at least 4 epochs of at most one pass each (cosine lr).
+    costs, then as many steps as fit, in ≥ 4 epochs (if that many steps fit) of ≤ 1 pass each (cosine lr).
     Returns the pretrain summary plus images seen, steps and wall time."""
     from emseg.pretrain.run import PretrainConfig, pretrain
 
@@ -158,9 +158,9 @@ def pretrain_for_budget(store: Path, output: Path, config: Benchmark2DConfig, n_
     step_s = config.pretrain_batch / speed  # training-step time (incl. warm-up: a little pessimistic)
     setup_s = max(0.0, probe_wall - PROBE_STEPS * step_s)  # opening the store, norms, saving: paid again
     left = config.pretrain_minutes * 60 - probe_wall - setup_s
-    steps = int(left / (1.05 * step_s))  # 5 % for reading batches
+    steps = max(1, int(left / (1.05 * step_s)))  # 5 % for reading batches
     per_pass = max(1, n_patches // config.pretrain_batch)  # an epoch is at most one pass over the patches
-    epochs = max(4, math.ceil(steps / per_pass))
+    epochs = max(min(4, steps), math.ceil(steps / per_pass))
     run = probe.model_copy(update={"epochs": epochs, "steps_per_epoch": max(1, steps // epochs)})
     summary = pretrain(store, output, run, overwrite=True, progress=progress)
     wall = time.perf_counter() - tic
@@ -261,7 +261,8 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
             "pretrain_final_loss": pre["history"][-1]["loss"], "pretrain_final_acc": pre["history"][-1]["acc"],
             "timings_s": timings, "complete": len(rows) == len(plan), "runs": rows,
         }
-        write_outputs(rows, summary, out)  # after every run: a long run leaves a partial table if stopped
+        # tables after every run (a long run that is stopped leaves a partial table), the chart at the end
+        write_outputs(rows, summary, out, plot=len(rows) == len(plan))
     return summary
 
 
@@ -279,12 +280,8 @@ def markdown_table(frame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(rows: list[dict], summary: dict, out: Path) -> None:
-    """table.csv, table.md, table.png and summary.json under ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def write_outputs(rows: list[dict], summary: dict, out: Path, plot: bool = True) -> None:
+    """table.csv, table.md, summary.json and (``plot``) table.png under ``out``."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
@@ -299,11 +296,22 @@ def write_outputs(rows: list[dict], summary: dict, out: Path) -> None:
         f"Validation IoU (volume), {summary['config']['iterations']} train2d iterations per run.\n\n{table}\n{pre}\n\n"
         f"| task | regime | init | wall s |\n|---|---|---|---|\n{walls}\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    if plot:
+        plot_table(frame, out / "table.png")
+
+
+def plot_table(frame, path: Path) -> None:
+    """Bar chart of validation IoU per (task, regime), one bar per init."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     pivot = frame.pivot_table(index=["task", "regime"], columns="init", values="iou", sort=False)
     ax = pivot.plot.bar(figsize=(8, 4), rot=0)
     ax.set(ylabel="validation IoU", ylim=(0, 1), title="U-Net-ResNet-18: random vs MoCoV2-pretrained init")
     ax.set_xticklabels([f"{t}\n{r}" for t, r in pivot.index], fontsize=8)
     ax.legend(fontsize=8)
     plt.tight_layout()
-    plt.savefig(out / "table.png", dpi=100)
+    plt.savefig(path, dpi=100)
     plt.close(ax.figure)
