@@ -274,7 +274,8 @@ def markdown_table(frame) -> str:
     lines = ["| task | regime | " + " | ".join(pivot.columns) + " |", "|---" * (2 + len(pivot.columns)) + "|"]
     for (task, regime), values in pivot.iterrows():
         base = values.get("random", np.nan)
-        cells = [f"{v:.3f}" + ("" if name == "random" or not base else f" ({v / base:.2f}×)")
+        cells = ["–" if np.isnan(v)  # not run (yet)
+                 else f"{v:.3f}" + ("" if name == "random" or not base > 0 else f" ({v / base:.2f}×)")
                  for name, v in values.items()]
         lines.append(f"| {task} | {regime} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
