@@ -33,7 +33,7 @@ def fake_data_dir(root):
     return root
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_benchmark_end_to_end_on_tiny_data(tmp_path):
     from emseg.curate.store import PatchStore
     from emseg.pretrain.benchmark2d import Benchmark2DConfig, default_tasks, run_benchmark
