@@ -48,6 +48,20 @@ def slic_supervoxels(
     ``voxel_size`` (nm, z y x) makes the supervoxels roughly ``supervoxel_nm`` wide
     in physical space on anisotropic data.
     """
+    labels, _, factor = slic_working_grid(image, voxel_size, supervoxel_nm, compactness, max_slic_voxels,
+                                          max_num_iter)
+    return upsample_nearest(labels, image.shape, factor)
+
+
+def slic_working_grid(
+    image: np.ndarray,
+    voxel_size: Sequence[float],
+    supervoxel_nm: float,
+    compactness: float,
+    max_slic_voxels: int,
+    max_num_iter: int = 5,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """SLIC on the working grid: ``(labels, downsampled image, factor)``, both arrays of the small grid."""
     from skimage.segmentation import slic
 
     factor = working_factor(image.shape, max_slic_voxels)
@@ -58,7 +72,7 @@ def slic_supervoxels(
                   spacing=spacing / spacing.min(), max_num_iter=max_num_iter,
                   enforce_connectivity=False, start_label=0, sigma=0)
     labels = np.unique(labels, return_inverse=True)[1].reshape(small.shape).astype(np.int32)
-    return upsample_nearest(labels, image.shape, factor)
+    return labels, small, factor
 
 
 def adjacency(labels: np.ndarray, voxel_size: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
