@@ -71,16 +71,28 @@ def filter_features(image: np.ndarray, spacing_nm: Sequence[float],
     return features
 
 
-def region_features(labels: np.ndarray, image: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """Per-label mean of every feature plus the intensity std: ``(n_labels, n_features + 1)``."""
+def region_features(labels: np.ndarray, image: np.ndarray, features: np.ndarray, spread: bool = False) -> np.ndarray:
+    """Per-label mean of every feature (and, with ``spread``, its std) plus the intensity std.
+
+    Returns ``(n_labels, n_features × (1 + spread) + 1)`` float32.
+    """
     n = int(labels.max()) + 1
     flat = labels.ravel()
     count = np.maximum(np.bincount(flat, minlength=n), 1).astype(np.float64)
-    out = np.empty((n, features.shape[0] + 1), np.float32)
-    for f in range(features.shape[0]):
-        out[:, f] = np.bincount(flat, weights=features[f].ravel(), minlength=n) / count
-    values = np.asarray(image, np.float64).ravel()
-    mean = np.bincount(flat, weights=values, minlength=n) / count
-    square = np.bincount(flat, weights=values * values, minlength=n) / count
-    out[:, -1] = np.sqrt(np.maximum(square - mean * mean, 0))
+
+    def mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = values.ravel().astype(np.float64)
+        mean = np.bincount(flat, weights=values, minlength=n) / count
+        square = np.bincount(flat, weights=values * values, minlength=n) / count
+        return mean, np.sqrt(np.maximum(square - mean * mean, 0))
+
+    n_features = features.shape[0]
+    out = np.empty((n, n_features * (1 + spread) + 1), np.float32)
+    for f in range(n_features):
+        if spread:
+            out[:, f], out[:, n_features + f] = mean_std(features[f])
+        else:
+            out[:, f] = np.bincount(flat, weights=features[f].ravel(), minlength=n) / count
+    out[:, -1] = mean_std(np.asarray(image))[1]
     return out
+

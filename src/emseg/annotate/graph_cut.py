@@ -23,6 +23,7 @@ from emseg.errors import EmsegError, InvalidValuesError
 from emseg.io.volume import check_voxel_size
 
 BYTES_PER_VOXEL = 64  # peak of graph_cut measured at 54 B/voxel on 256³ (float32 copies, int32 labels, EDT)
+FEATURE_BYTES_PER_VOXEL = 200  # learned unary: 27 float32 features + filter temporaries, on the working grid
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 HARD = 1e9
 
@@ -72,9 +73,11 @@ def suggest_roi(shape: Sequence[int], box: Region | None, max_voxels: int) -> Re
     return tuple(region)  # type: ignore[return-value]
 
 
-def check_memory(roi: Region, shape: Sequence[int], box: Region | None, budget: int, name: str) -> None:
+def check_memory(roi: Region, shape: Sequence[int], box: Region | None, budget: int, name: str,
+                 working_voxels: int = 0) -> None:
+    """Refuse an ROI whose estimated peak (per ROI voxel + per working-grid voxel) exceeds ``budget``."""
     voxels = int(np.prod([s.stop - s.start for s in roi]))
-    need = voxels * BYTES_PER_VOXEL
+    need = voxels * BYTES_PER_VOXEL + min(voxels, working_voxels) * FEATURE_BYTES_PER_VOXEL
     if need > budget:
         max_voxels = budget // BYTES_PER_VOXEL
         raise RoiTooLargeError(
@@ -137,12 +140,13 @@ def graph_cut(
     voxel_size: Sequence[float] | None = None,
     *,
     roi: str | Sequence | None = None,
-    hist_weight: float = 1.0,
-    dist_weight: float = 1.0,
-    smoothness: float = 0.5,
+    hist_weight: float = 0.0,
+    dist_weight: float = 0.0,
+    smoothness: float = 1.0,
     learned_weight: float = 1.0,
     feature_scales_nm: Sequence[float] | None = None,
     n_trees: int = 60,
+    feature_spread: bool = True,
     contrast: str = "intensity",
     supervoxel_nm: float | None = None,
     compactness: float = 0.1,
@@ -190,10 +194,12 @@ def graph_cut(
         raise InvalidValuesError(f"{name}: expected a 3D volume (z, y, x), got shape {np.shape(volume)}")
     shape = tuple(int(s) for s in volume.shape)
     check_shapes(shape, strokes.shape, str(name), str(stroke_name))
+    if contrast not in ("intensity", "probability"):
+        raise InvalidValuesError(f"contrast must be 'intensity' or 'probability', got {contrast!r}")
     region = parse_roi(roi, shape)
     counts, box = stroke_summary(strokes)
     check_strokes(counts, str(stroke_name))
-    check_memory(region, shape, box, memory_budget, str(name))
+    check_memory(region, shape, box, memory_budget, str(name), max_slic_voxels if learned_weight > 0 else 0)
 
     timings: dict[str, float] = {}
     steps = tqdm(total=6, desc="graph cut", disable=not progress, unit="step")
@@ -235,7 +241,7 @@ def graph_cut(
     if learned_weight > 0 or contrast == "probability":
         scales = DEFAULT_SCALES_NM if feature_scales_nm is None else tuple(feature_scales_nm)
         spacing = [v * factor for v in voxel_size]
-        features = region_features(small_labels, small, filter_features(small, spacing, scales))
+        features = region_features(small_labels, small, filter_features(small, spacing, scales), feature_spread)
         votes = stroke_votes(labels, seeds, n_slic)
         p_object = object_probability(features, *votes, n_trees=n_trees, seed=seed)
         del features
@@ -266,13 +272,9 @@ def graph_cut(
     # pairwise: Boykov–Jolly contrast term over the supervoxel adjacency graph
     i, j, area = adjacency(labels, voxel_size)
     if contrast == "probability":
-        if p_object is None:
-            raise InvalidValuesError("contrast='probability' needs the learned unary (learned_weight > 0)")
         mean = np.concatenate([p_object, (stroke_class == OBJECT).astype(np.float32)])
-    elif contrast == "intensity":
-        mean = node_means(labels, raw, count)
     else:
-        raise InvalidValuesError(f"contrast must be 'intensity' or 'probability', got {contrast!r}")
+        mean = node_means(labels, raw, count)
     grid = np.indices(raw.shape, dtype=np.float32)
     centroid = np.stack([node_means(labels, grid[a] * voxel_size[a], count) for a in range(3)], axis=1)
     del grid

@@ -68,7 +68,9 @@ def slic_working_grid(
     small = downsample_mean(image, factor)
     spacing = np.asarray(voxel_size, dtype=np.float64) * factor
     n_segments = max(2, int(np.prod(small.shape) * np.prod(spacing) / supervoxel_nm**3))
-    labels = slic(small, n_segments=n_segments, compactness=compactness, channel_axis=None,
+    lo, hi = float(small.min()), float(small.max())
+    scaled = (small - lo) / max(hi - lo, 1e-6)  # compactness is relative to intensities in 0..1
+    labels = slic(scaled, n_segments=n_segments, compactness=compactness, channel_axis=None,
                   spacing=spacing / spacing.min(), max_num_iter=max_num_iter,
                   enforce_connectivity=False, start_label=0, sigma=0)
     labels = np.unique(labels, return_inverse=True)[1].reshape(small.shape).astype(np.int32)
