@@ -1,8 +1,10 @@
 """Graph cut on SLIC supervoxels: a few strokes on a few planes → a dense 3D binary mask.
 
 Energy (Boykov & Jolly 2001 on a supervoxel graph, as kirchhausenlab/gc_segment):
-unary = ``hist_weight`` · mean(−log p(intensity | class)) + ``dist_weight`` · mean(log(1 + EDT_nm
-to the nearest stroke of that class)), per supervoxel; pairwise = ``smoothness`` ·
+unary = ``learned_weight`` · −log p(class | features), p from a random forest trained on the
+stroked supervoxels' multi-scale filter features (ilastik-style, `emseg.annotate.features`) +
+``hist_weight`` · mean(−log p(intensity | class)) + ``dist_weight`` · mean(log(1 + EDT_nm to the
+nearest stroke of that class)), per supervoxel (defaults 1, 0, 0); pairwise = ``smoothness`` ·
 exp(−Δg² / 2σ²) · (contact area / mean area) / (centroid distance / mean distance); stroked
 voxels are split off into their own nodes with infinite t-links (hard constraints).
 """

@@ -33,23 +33,13 @@ def upsample_nearest(small: np.ndarray, shape: Sequence[int], factor: int) -> np
     return small[index[0][:, None, None], index[1][None, :, None], index[2][None, None, :]]
 
 
-def slic_supervoxels(
-    image: np.ndarray,
-    voxel_size: Sequence[float],
-    supervoxel_nm: float,
-    compactness: float,
-    max_slic_voxels: int,
-    max_num_iter: int = 5,
-) -> np.ndarray:
+def slic_supervoxels(image: np.ndarray, *args, **kwargs) -> np.ndarray:
     """SLIC supervoxels (labels 0..n-1, int32) of ``image`` at full resolution.
 
-    SLIC runs on a grid downsampled so that it has at most ``max_slic_voxels`` voxels
-    (skimage's SLIC costs ~1 µs per voxel and iteration), then labels are upsampled.
-    ``voxel_size`` (nm, z y x) makes the supervoxels roughly ``supervoxel_nm`` wide
-    in physical space on anisotropic data.
+    Same arguments as `slic_working_grid` (voxel_size, supervoxel_nm, compactness,
+    max_slic_voxels, max_num_iter); the working-grid labels are upsampled to ``image``'s shape.
     """
-    labels, _, factor = slic_working_grid(image, voxel_size, supervoxel_nm, compactness, max_slic_voxels,
-                                          max_num_iter)
+    labels, _, factor = slic_working_grid(image, *args, **kwargs)
     return upsample_nearest(labels, image.shape, factor)
 
 
@@ -61,7 +51,13 @@ def slic_working_grid(
     max_slic_voxels: int,
     max_num_iter: int = 5,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """SLIC on the working grid: ``(labels, downsampled image, factor)``, both arrays of the small grid."""
+    """SLIC on the working grid: ``(labels, downsampled image, factor)``, both arrays of the small grid.
+
+    SLIC runs on a grid downsampled so that it has at most ``max_slic_voxels`` voxels
+    (skimage's SLIC costs ~1 µs per voxel and iteration). ``voxel_size`` (nm, z y x) makes the
+    supervoxels roughly ``supervoxel_nm`` wide in physical space on anisotropic data;
+    ``compactness`` is relative to intensities scaled to 0..1.
+    """
     from skimage.segmentation import slic
 
     factor = working_factor(image.shape, max_slic_voxels)
