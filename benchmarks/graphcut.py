@@ -1,11 +1,15 @@
 """Graph-cut annotation benchmark: simulated strokes on k planes → IoU vs ground truth, run time,
-against skimage's random walker on the same strokes (same run).
+against the old unaries (intensity histogram + stroke distance) and skimage's random walker on
+the same strokes (same run).
 
     python benchmarks/graphcut.py [--data ../shared/data] [--planes 1,2,3,5] [--axes z,y]
 
 Strokes are drawn from the Lucchi ground truth by `emseg.annotate.simulate_strokes` (object
-centre lines inside eroded sections, background centre lines away from objects). Timing runs:
-the largest Lucchi ROI (165 × 256 × 256) and a 256³ ROI (the 165 planes mirrored to 256).
+centre lines inside eroded sections, background centre lines away from objects). The default
+weights were tuned on Lucchi ROIs inside z 0–131 (``TUNING_ROIS``); the scored ROIs lie in
+z 132–164 (held out). ``ceiling`` is the best IoU any labelling of the supervoxels could reach
+(each supervoxel given its majority ground-truth label). Timing runs: the largest Lucchi ROI
+(165 × 256 × 256) and a 256³ ROI (the 165 planes mirrored to 256).
 """
 
 from __future__ import annotations
@@ -49,6 +53,19 @@ def random_walker_mask(raw: np.ndarray, strokes: np.ndarray, voxel_size) -> np.n
     return labels == 1
 
 
+TUNING_ROIS = "0:64,200:360,300:460;64:128,160:320,640:800;0:64,320:480,480:640;64:128,320:480,480:640"
+TEST_ROIS = "132:165,200:360,300:460;132:165,320:480,0:160"
+OLD = dict(learned_weight=0.0, hist_weight=1.0, dist_weight=1.0, smoothness=0.5, compactness=0.1)  # before
+
+
+def ceiling_iou(supervoxels: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of the best supervoxel labelling: every supervoxel takes its majority ground-truth label."""
+    n = int(supervoxels.max()) + 1
+    count = np.bincount(supervoxels.ravel(), minlength=n)
+    inside = np.bincount(supervoxels.ravel(), weights=truth.ravel(), minlength=n)
+    return iou((2 * inside > count)[supervoxels], truth)
+
+
 def parse_box(text: str):
     return tuple(slice(int(a), int(b)) for a, b in (part.split(":") for part in text.split(",")))
 
@@ -56,11 +73,13 @@ def parse_box(text: str):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--roi", default="0:64,200:360,300:460", help="sweep ROI z0:z1,y0:y1,x0:x1")
+    parser.add_argument("--rois", default=TEST_ROIS, help="scored ROIs z0:z1,y0:y1,x0:x1 separated by ';' "
+                        "(default: held-out ROIs in z 132-164)")
+    parser.add_argument("--tuning", action="store_true", help="score the tuning ROIs (z 0-131) instead")
     parser.add_argument("--planes", default="1,2,3,5")
     parser.add_argument("--axes", default="z,y")
-    parser.add_argument("--rw-planes", default="1,2,3,5", help="k values that also run the random walker ('' = none; "
-                        "it takes minutes per run on a shared 2-core CPU)")
+    parser.add_argument("--rw-rois", type=int, default=1, help="run the random walker on the first N ROIs "
+                        "(it takes 1-2 min per run on a shared 2-core CPU)")
     parser.add_argument("--no-timing", action="store_true", help="skip the 256³ timing runs")
     args = parser.parse_args()
     image_path = args.data / "lucchi" / "train_image.tif"
@@ -70,33 +89,43 @@ def main() -> int:
     image = open_volume(image_path)
     labels = open_volume(args.data / "lucchi" / "train_mito.tif")
     voxel_size = image.voxel_size
-    box = parse_box(args.roi)
-    raw, truth = image[box], labels[box] > 0
-    print(f"Lucchi ROI {args.roi} {raw.shape} at {voxel_size} nm, {truth.mean():.1%} mitochondria; "
-          f"CPU: {os.cpu_count()} cores shared with other jobs (load {os.getloadavg()[0]:.1f})")
-    header = f"{'axis':>4} {'k':>2} {'obj/bg stroke vox':>17} | {'GC IoU':>6} {'wall s':>6} {'cpu s':>6}"
-    rw_planes = {int(v) for v in args.rw_planes.split(",") if v}
-    if rw_planes:
-        header += f" | {'RW IoU':>6} {'wall s':>6} {'cpu s':>6} | {'ΔIoU':>6} {'speed-up':>8}"
+    rois = (TUNING_ROIS if args.tuning else args.rois).split(";")
+    print(f"Lucchi at {voxel_size} nm; {'TUNING' if args.tuning else 'scored'} ROIs {rois}; defaults tuned on "
+          f"z 0-131 ({TUNING_ROIS}); CPU: {os.cpu_count()} cores shared with other jobs "
+          f"(load {os.getloadavg()[0]:.1f})")
+    header = (f"{'ROI':>23} {'axis':>4} {'k':>2} {'obj/bg vox':>10} | {'old IoU':>7} {'s':>5} | {'new IoU':>7} {'s':>5} "
+              f"{'ceiling':>7} | {'RW IoU':>6} {'s':>6}")
     print(header)
     print("-" * len(header))
-    for axis_name in args.axes.split(","):
-        axis = "zyx".index(axis_name)
-        for k in (int(v) for v in args.planes.split(",")):
-            strokes = simulate_strokes(truth, k, axis=axis)
-            if not (strokes == 1).any():
-                print(f"{axis_name:>4} {k:>2} {'no object stroke':>17} | (no mitochondrion large enough on these planes)")
-                continue
-            result, wall, cpu = timed(lambda: graph_cut(raw, strokes, voxel_size))
-            gc_iou = iou(result.mask, truth)
-            assert (result.mask[strokes == 1] == 1).all() and (result.mask[strokes == 2] == 0).all()
-            row = (f"{axis_name:>4} {k:>2} {f'{(strokes == 1).sum()}/{(strokes == 2).sum()}':>17} | "
-                   f"{gc_iou:6.3f} {wall:6.1f} {cpu:6.1f}")
-            if k in rw_planes:
-                rw, rw_wall, rw_cpu = timed(lambda: random_walker_mask(raw, strokes, voxel_size))
-                rw_iou = iou(rw, truth)
-                row += f" | {rw_iou:6.3f} {rw_wall:6.1f} {rw_cpu:6.1f} | {gc_iou - rw_iou:+6.3f} {rw_wall / wall:7.1f}×"
-            print(row, flush=True)
+    scores: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+    for n_roi, roi in enumerate(rois):
+        box = parse_box(roi)
+        raw, truth = image[box], labels[box] > 0
+        for axis_name in args.axes.split(","):
+            axis = "zyx".index(axis_name)
+            for k in (int(v) for v in args.planes.split(",")):
+                strokes = simulate_strokes(truth, k, axis=axis)
+                head = f"{roi:>23} {axis_name:>4} {k:>2}"
+                if not (strokes == 1).any():
+                    print(f"{head} (no mitochondrion large enough on these planes)")
+                    continue
+                old, old_wall, _ = timed(lambda: graph_cut(raw, strokes, voxel_size, **OLD))
+                new, new_wall, _ = timed(lambda: graph_cut(raw, strokes, voxel_size, keep_supervoxels=True))
+                assert (new.mask[strokes == 1] == 1).all() and (new.mask[strokes == 2] == 0).all()
+                old_iou, new_iou = iou(old.mask, truth), iou(new.mask, truth)
+                ceiling = ceiling_iou(new.supervoxels, truth)
+                scores.setdefault((axis_name, k), []).append((old_iou, new_iou, ceiling))
+                row = (f"{head} {f'{(strokes == 1).sum()}/{(strokes == 2).sum()}':>10} | {old_iou:7.3f} {old_wall:5.1f} | "
+                       f"{new_iou:7.3f} {new_wall:5.1f} {ceiling:7.3f} |")
+                if n_roi < args.rw_rois:
+                    rw, rw_wall, _ = timed(lambda: random_walker_mask(raw, strokes, voxel_size))
+                    row += f" {iou(rw, truth):6.3f} {rw_wall:6.1f}"
+                print(row, flush=True)
+    print(f"\nmean over the {'tuning' if args.tuning else 'scored'} ROIs")
+    print(f"{'axis':>4} {'k':>2} {'n':>2} | {'old IoU':>7} {'new IoU':>7} {'ceiling':>7}")
+    for (axis_name, k), values in scores.items():
+        old_iou, new_iou, ceiling = np.mean(values, axis=0)
+        print(f"{axis_name:>4} {k:>2} {len(values):>2} | {old_iou:7.3f} {new_iou:7.3f} {ceiling:7.3f}")
     if args.no_timing:
         return 0
     print("\ntiming (graph cut, 3 z-planes of strokes)")

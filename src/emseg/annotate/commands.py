@@ -27,9 +27,11 @@ def register(app: typer.Typer) -> None:
             help="Region to annotate, z0:z1,y0:y1,x0:x1 in voxels (default: whole volume).")] = None,
         voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option(
             "--voxel-size", help="Voxel size Z Y X in nm (overrides the file's metadata).")] = None,
-        hist_weight: Annotated[float, typer.Option(help="Weight of the intensity-histogram term.")] = 1.0,
-        dist_weight: Annotated[float, typer.Option(help="Weight of the distance-to-stroke term.")] = 1.0,
-        smoothness: Annotated[float, typer.Option(help="Weight of the contrast-sensitive smoothness term.")] = 0.5,
+        learned_weight: Annotated[float, typer.Option(
+            help="Weight of the learned term (random forest on multi-scale texture features; 0 = off).")] = 1.0,
+        hist_weight: Annotated[float, typer.Option(help="Weight of the intensity-histogram term.")] = 0.0,
+        dist_weight: Annotated[float, typer.Option(help="Weight of the distance-to-stroke term.")] = 0.0,
+        smoothness: Annotated[float, typer.Option(help="Weight of the contrast-sensitive smoothness term.")] = 1.0,
         supervoxel_nm: Annotated[Optional[float], typer.Option(
             help="Supervoxel edge in nm (default 5 voxels).")] = None,
         memory_gb: Annotated[float, typer.Option(help="Memory budget; larger ROIs are refused with a suggestion.")] = 4.0,
@@ -57,7 +59,8 @@ def register(app: typer.Typer) -> None:
         volume = open_volume(image, voxel_size)
         stroke_volume = open_volume(strokes, volume.voxel_size)
         start = time.perf_counter()
-        result = graph_cut(volume, stroke_volume, volume.voxel_size, roi=roi, hist_weight=hist_weight,
+        result = graph_cut(volume, stroke_volume, volume.voxel_size, roi=roi, learned_weight=learned_weight,
+                           hist_weight=hist_weight,
                            dist_weight=dist_weight, smoothness=smoothness, supervoxel_nm=supervoxel_nm,
                            memory_budget=int(memory_gb * 2**30), ignore_outside=ignore_outside, progress=True)
         attrs = {"emseg": {"annotate": {"roi": [[s.start, s.stop] for s in result.roi], "strokes": strokes,

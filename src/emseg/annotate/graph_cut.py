@@ -1,8 +1,10 @@
 """Graph cut on SLIC supervoxels: a few strokes on a few planes → a dense 3D binary mask.
 
 Energy (Boykov & Jolly 2001 on a supervoxel graph, as kirchhausenlab/gc_segment):
-unary = ``hist_weight`` · mean(−log p(intensity | class)) + ``dist_weight`` · mean(log(1 + EDT_nm
-to the nearest stroke of that class)), per supervoxel; pairwise = ``smoothness`` ·
+unary = ``learned_weight`` · −log p(class | features), p from a random forest trained on the
+stroked supervoxels' multi-scale filter features (ilastik-style, `emseg.annotate.features`) +
+``hist_weight`` · mean(−log p(intensity | class)) + ``dist_weight`` · mean(log(1 + EDT_nm to the
+nearest stroke of that class)), per supervoxel (defaults 1, 0, 0); pairwise = ``smoothness`` ·
 exp(−Δg² / 2σ²) · (contact area / mean area) / (centroid distance / mean distance); stroked
 voxels are split off into their own nodes with infinite t-links (hard constraints).
 """
@@ -16,11 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, check_strokes, format_roi, parse_roi, stroke_summary
-from emseg.annotate.supervoxels import adjacency, slic_supervoxels, upsample_nearest, working_factor
+from emseg.annotate.features import DEFAULT_SCALES_NM, filter_features, region_features
+from emseg.annotate.learned import object_probability, probability_costs, stroke_votes
+from emseg.annotate.supervoxels import adjacency, slic_working_grid, upsample_nearest
 from emseg.errors import EmsegError, InvalidValuesError
 from emseg.io.volume import check_voxel_size
 
 BYTES_PER_VOXEL = 64  # peak of graph_cut measured at 54 B/voxel on 256³ (float32 copies, int32 labels, EDT)
+FEATURE_BYTES_PER_VOXEL = 200  # learned unary: 27 float32 features + filter temporaries, on the working grid
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 HARD = 1e9
 
@@ -39,6 +44,7 @@ class GraphCutResult:
     voxel_size: tuple[float, float, float]
     timings: dict[str, float] = field(default_factory=dict)
     n_supervoxels: int = 0
+    supervoxels: np.ndarray | None = None  # SLIC labels over the ROI (only with keep_supervoxels=True)
 
     def full_mask(self, chunks: int = 64):
         """The mask placed in a volume-shaped dask array (0 outside the ROI)."""
@@ -69,9 +75,11 @@ def suggest_roi(shape: Sequence[int], box: Region | None, max_voxels: int) -> Re
     return tuple(region)  # type: ignore[return-value]
 
 
-def check_memory(roi: Region, shape: Sequence[int], box: Region | None, budget: int, name: str) -> None:
+def check_memory(roi: Region, shape: Sequence[int], box: Region | None, budget: int, name: str,
+                 working_voxels: int = 0) -> None:
+    """Refuse an ROI whose estimated peak (per ROI voxel + per working-grid voxel) exceeds ``budget``."""
     voxels = int(np.prod([s.stop - s.start for s in roi]))
-    need = voxels * BYTES_PER_VOXEL
+    need = voxels * BYTES_PER_VOXEL + min(voxels, working_voxels) * FEATURE_BYTES_PER_VOXEL
     if need > budget:
         max_voxels = budget // BYTES_PER_VOXEL
         raise RoiTooLargeError(
@@ -134,9 +142,14 @@ def graph_cut(
     voxel_size: Sequence[float] | None = None,
     *,
     roi: str | Sequence | None = None,
-    hist_weight: float = 1.0,
-    dist_weight: float = 1.0,
-    smoothness: float = 0.5,
+    hist_weight: float = 0.0,
+    dist_weight: float = 0.0,
+    smoothness: float = 1.0,
+    learned_weight: float = 1.0,
+    feature_scales_nm: Sequence[float] | None = None,
+    n_trees: int = 60,
+    feature_spread: bool = True,
+    contrast: str = "intensity",
     supervoxel_nm: float | None = None,
     compactness: float = 0.1,
     smooth_nm: float | None = None,
@@ -144,6 +157,8 @@ def graph_cut(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ignore_outside: bool = False,
     progress: bool = False,
+    keep_supervoxels: bool = False,
+    seed: int = 0,
 ) -> GraphCutResult:
     """Dense binary mask over ``roi`` of ``volume`` from sparse ``strokes`` (1 = object, 2 = background).
 
@@ -152,12 +167,18 @@ def graph_cut(
     roi: ``"z0:z1,y0:y1,x0:x1"`` or three slices; default the whole volume.
     hist_weight, dist_weight: weights of the intensity-histogram and stroke-distance unaries.
     smoothness: weight of the contrast-sensitive pairwise term (higher = smoother, larger regions).
+    learned_weight: weight of the learned unary −log p(class | features), p from a random forest
+        (``n_trees``, ``random_state=seed``) trained on the stroked supervoxels' multi-scale filter
+        features (scales ``feature_scales_nm``, default 10, 20, 40 nm); 0 switches it off.
+    contrast: what the pairwise term's contrast compares between neighbours: ``"intensity"``
+        (mean grey value) or ``"probability"`` (the forest's P(object); needs learned_weight > 0).
     supervoxel_nm: supervoxel edge in nm (default 5 voxels of the finest axis).
     compactness: SLIC's balance of space vs intensity (intensities scaled to 0..1).
     smooth_nm: Gaussian denoising sigma in nm before everything (default 1 voxel of the finest axis).
     max_slic_voxels: SLIC runs on a grid downsampled to at most this many voxels (speed).
     memory_budget: bytes; a larger ROI raises `RoiTooLargeError` with a suggested ROI.
     ignore_outside: strokes outside the ROI are ignored instead of raising an error.
+    keep_supervoxels: also return the SLIC labels over the ROI (``result.supervoxels``).
     Returns a `GraphCutResult` (mask over the ROI, the ROI, sample mask, timings).
     """
     from tqdm.auto import tqdm
@@ -175,13 +196,15 @@ def graph_cut(
         raise InvalidValuesError(f"{name}: expected a 3D volume (z, y, x), got shape {np.shape(volume)}")
     shape = tuple(int(s) for s in volume.shape)
     check_shapes(shape, strokes.shape, str(name), str(stroke_name))
+    if contrast not in ("intensity", "probability"):
+        raise InvalidValuesError(f"contrast must be 'intensity' or 'probability', got {contrast!r}")
     region = parse_roi(roi, shape)
     counts, box = stroke_summary(strokes)
     check_strokes(counts, str(stroke_name))
-    check_memory(region, shape, box, memory_budget, str(name))
+    check_memory(region, shape, box, memory_budget, str(name), max_slic_voxels if learned_weight > 0 else 0)
 
     timings: dict[str, float] = {}
-    steps = tqdm(total=5, desc="graph cut", disable=not progress, unit="step")
+    steps = tqdm(total=6, desc="graph cut", disable=not progress, unit="step")
 
     def tick(label: str, start: float) -> float:
         now = time.perf_counter()
@@ -210,9 +233,21 @@ def graph_cut(
     if smooth_nm > 0:
         raw = gaussian_filter(raw, [smooth_nm / v for v in voxel_size])
     supervoxel_nm = supervoxel_nm or 5 * finest
-    labels = slic_supervoxels(raw, voxel_size, supervoxel_nm, compactness, max_slic_voxels)
+    small_labels, small, factor = slic_working_grid(raw, voxel_size, supervoxel_nm, compactness, max_slic_voxels)
+    labels = upsample_nearest(small_labels, raw.shape, factor)
     n_slic = int(labels.max()) + 1
+    slic_labels = labels if keep_supervoxels else None
     t = tick("supervoxels", t)
+
+    p_object = None
+    if learned_weight > 0 or contrast == "probability":
+        scales = DEFAULT_SCALES_NM if feature_scales_nm is None else tuple(feature_scales_nm)
+        spacing = [v * factor for v in voxel_size]
+        features = region_features(small_labels, small, filter_features(small, spacing, scales), feature_spread)
+        votes = stroke_votes(labels, seeds, n_slic)
+        p_object = object_probability(features, *votes, n_trees=n_trees, seed=seed)
+        del features
+    t = tick("learned unary", t)
 
     # unaries per voxel, averaged per node
     bins = 64
@@ -222,9 +257,13 @@ def graph_cut(
     labels, stroke_class = split_stroked(labels, seeds)
     n_nodes = int(labels.max()) + 1
     count = np.bincount(labels.ravel(), minlength=n_nodes).astype(np.float64)
-    edt_factor = working_factor(raw.shape, max_slic_voxels)
+    edt_factor = factor
     unary_obj = hist_weight * node_means(labels, cost_obj[levels], count)
     unary_bg = hist_weight * node_means(labels, cost_bg[levels], count)
+    if p_object is not None and learned_weight > 0:
+        learned_obj, learned_bg = probability_costs(p_object)
+        unary_obj[:n_slic] += learned_weight * learned_obj
+        unary_bg[:n_slic] += learned_weight * learned_bg
     unary_obj += dist_weight * node_means(labels, stroke_distance(seeds, OBJECT, voxel_size, edt_factor), count)
     unary_bg += dist_weight * node_means(labels, stroke_distance(seeds, BACKGROUND, voxel_size, edt_factor), count)
     hard = np.arange(n_slic, n_nodes)
@@ -234,7 +273,10 @@ def graph_cut(
 
     # pairwise: Boykov–Jolly contrast term over the supervoxel adjacency graph
     i, j, area = adjacency(labels, voxel_size)
-    mean = node_means(labels, raw, count)
+    if contrast == "probability":
+        mean = np.concatenate([p_object, (stroke_class == OBJECT).astype(np.float32)])
+    else:
+        mean = node_means(labels, raw, count)
     grid = np.indices(raw.shape, dtype=np.float32)
     centroid = np.stack([node_means(labels, grid[a] * voxel_size[a], count) for a in range(3)], axis=1)
     del grid
@@ -256,4 +298,4 @@ def graph_cut(
     mask = is_object[labels].astype(np.uint8)
     tick("max-flow", t)
     steps.close()
-    return GraphCutResult(mask, region, shape, voxel_size, timings, n_slic)  # type: ignore[arg-type]
+    return GraphCutResult(mask, region, shape, voxel_size, timings, n_slic, slic_labels)  # type: ignore[arg-type]

@@ -33,20 +33,30 @@ def upsample_nearest(small: np.ndarray, shape: Sequence[int], factor: int) -> np
     return small[index[0][:, None, None], index[1][None, :, None], index[2][None, None, :]]
 
 
-def slic_supervoxels(
+def slic_supervoxels(image: np.ndarray, *args, **kwargs) -> np.ndarray:
+    """SLIC supervoxels (labels 0..n-1, int32) of ``image`` at full resolution.
+
+    Same arguments as `slic_working_grid` (voxel_size, supervoxel_nm, compactness,
+    max_slic_voxels, max_num_iter); the working-grid labels are upsampled to ``image``'s shape.
+    """
+    labels, _, factor = slic_working_grid(image, *args, **kwargs)
+    return upsample_nearest(labels, image.shape, factor)
+
+
+def slic_working_grid(
     image: np.ndarray,
     voxel_size: Sequence[float],
     supervoxel_nm: float,
     compactness: float,
     max_slic_voxels: int,
     max_num_iter: int = 5,
-) -> np.ndarray:
-    """SLIC supervoxels (labels 0..n-1, int32) of ``image`` at full resolution.
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """SLIC on the working grid: ``(labels, downsampled image, factor)``, both arrays of the small grid.
 
     SLIC runs on a grid downsampled so that it has at most ``max_slic_voxels`` voxels
-    (skimage's SLIC costs ~1 µs per voxel and iteration), then labels are upsampled.
-    ``voxel_size`` (nm, z y x) makes the supervoxels roughly ``supervoxel_nm`` wide
-    in physical space on anisotropic data.
+    (skimage's SLIC costs ~1 µs per voxel and iteration). ``voxel_size`` (nm, z y x) makes the
+    supervoxels roughly ``supervoxel_nm`` wide in physical space on anisotropic data;
+    ``compactness`` is relative to intensities scaled to 0..1.
     """
     from skimage.segmentation import slic
 
@@ -54,11 +64,13 @@ def slic_supervoxels(
     small = downsample_mean(image, factor)
     spacing = np.asarray(voxel_size, dtype=np.float64) * factor
     n_segments = max(2, int(np.prod(small.shape) * np.prod(spacing) / supervoxel_nm**3))
-    labels = slic(small, n_segments=n_segments, compactness=compactness, channel_axis=None,
+    lo, hi = float(small.min()), float(small.max())
+    scaled = (small - lo) / max(hi - lo, 1e-6)  # compactness is relative to intensities in 0..1
+    labels = slic(scaled, n_segments=n_segments, compactness=compactness, channel_axis=None,
                   spacing=spacing / spacing.min(), max_num_iter=max_num_iter,
                   enforce_connectivity=False, start_label=0, sigma=0)
     labels = np.unique(labels, return_inverse=True)[1].reshape(small.shape).astype(np.int32)
-    return upsample_nearest(labels, image.shape, factor)
+    return labels, small, factor
 
 
 def adjacency(labels: np.ndarray, voxel_size: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
