@@ -67,7 +67,7 @@ class AnnotateWidget(EmsegDock):
         self.smoothness = QDoubleSpinBox()
         self.smoothness.setRange(0.0, 10.0)
         self.smoothness.setSingleStep(0.1)
-        self.smoothness.setValue(0.5)
+        self.smoothness.setValue(1.0)  # graph_cut's default
         self.folder = PathEdit("folder for the training source")
         self.save_button = QPushButton("Save as training source")
         self.save_button.clicked.connect(self.save)
