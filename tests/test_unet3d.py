@@ -27,7 +27,7 @@ def test_reported_shapes_match_forward(upsample, out_channels):
     out = model(torch.zeros(1, 1, *shape))
     assert tuple(out.shape) == (1, out_channels, *model.output_shape(shape))
     assert tuple(i - o for i, o in zip(shape, out.shape[2:])) == model.context
-    prob = model.probabilities(out)
+    prob = model.probabilities(out).detach()
     assert prob.shape[1] == 1 and float(prob.min()) >= 0 and float(prob.max()) <= 1
 
 
