@@ -249,23 +249,25 @@ def graph_cut(
         del features
     t = tick("learned unary", t)
 
-    # unaries per voxel, averaged per node
-    bins = 64
-    lo, hi = float(raw.min()), float(raw.max())
-    levels = ((raw - lo) * ((bins - 1) / max(hi - lo, 1e-6))).astype(np.int32)
-    cost_obj, cost_bg = seed_histograms(levels, seeds, bins)
+    # unaries per voxel, averaged per node (a term with weight 0 is not computed: its costs are finite)
     labels, stroke_class = split_stroked(labels, seeds)
     n_nodes = int(labels.max()) + 1
     count = np.bincount(labels.ravel(), minlength=n_nodes).astype(np.float64)
-    edt_factor = factor
-    unary_obj = hist_weight * node_means(labels, cost_obj[levels], count)
-    unary_bg = hist_weight * node_means(labels, cost_bg[levels], count)
+    unary_obj, unary_bg = np.zeros(n_nodes), np.zeros(n_nodes)
+    if hist_weight > 0:
+        bins = 64
+        lo, hi = float(raw.min()), float(raw.max())
+        levels = ((raw - lo) * ((bins - 1) / max(hi - lo, 1e-6))).astype(np.int32)
+        cost_obj, cost_bg = seed_histograms(levels, seeds, bins)
+        unary_obj += hist_weight * node_means(labels, cost_obj[levels], count)
+        unary_bg += hist_weight * node_means(labels, cost_bg[levels], count)
     if p_object is not None and learned_weight > 0:
         learned_obj, learned_bg = probability_costs(p_object)
         unary_obj[:n_slic] += learned_weight * learned_obj
         unary_bg[:n_slic] += learned_weight * learned_bg
-    unary_obj += dist_weight * node_means(labels, stroke_distance(seeds, OBJECT, voxel_size, edt_factor), count)
-    unary_bg += dist_weight * node_means(labels, stroke_distance(seeds, BACKGROUND, voxel_size, edt_factor), count)
+    if dist_weight > 0:
+        unary_obj += dist_weight * node_means(labels, stroke_distance(seeds, OBJECT, voxel_size, factor), count)
+        unary_bg += dist_weight * node_means(labels, stroke_distance(seeds, BACKGROUND, voxel_size, factor), count)
     hard = np.arange(n_slic, n_nodes)
     unary_obj[hard[stroke_class == BACKGROUND]] = HARD
     unary_bg[hard[stroke_class == OBJECT]] = HARD

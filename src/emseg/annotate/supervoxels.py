@@ -33,16 +33,6 @@ def upsample_nearest(small: np.ndarray, shape: Sequence[int], factor: int) -> np
     return small[index[0][:, None, None], index[1][None, :, None], index[2][None, None, :]]
 
 
-def slic_supervoxels(image: np.ndarray, *args, **kwargs) -> np.ndarray:
-    """SLIC supervoxels (labels 0..n-1, int32) of ``image`` at full resolution.
-
-    Same arguments as `slic_working_grid` (voxel_size, supervoxel_nm, compactness,
-    max_slic_voxels, max_num_iter); the working-grid labels are upsampled to ``image``'s shape.
-    """
-    labels, _, factor = slic_working_grid(image, *args, **kwargs)
-    return upsample_nearest(labels, image.shape, factor)
-
-
 def slic_working_grid(
     image: np.ndarray,
     voxel_size: Sequence[float],
