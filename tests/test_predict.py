@@ -210,9 +210,35 @@ def test_voxel_size_mismatch_refused_or_resampled_with_warning(raw, checkpoint, 
     assert not (tmp_path / "v.zarr").exists()
     with pytest.warns(UserWarning, match="resampling"):
         result = predict(str(checkpoint), volume, tmp_path / "v.zarr", device="cpu", allow_resample=True,
-                         chunks=16, block_shape=16)
-    assert result.plan.volume_shape == (40, 36, 44)
-    assert zarr.open_group(str(tmp_path / "v.zarr")).attrs["emseg"]["voxel_size"] == [8.0, 8.0, 8.0]
+                         chunks=16, block_shape=16, dtype="float32")
+    assert result.complete and result.plan.volume_shape == (40, 36, 44)  # the net ran at 8 nm
+    model_scale = zarr.open_group(str(tmp_path / "v.zarr" / "model_scale"))
+    assert model_scale.attrs["emseg"]["voxel_size"] == [8.0, 8.0, 8.0]
+    out = zarr.open_group(str(tmp_path / "v.zarr"))
+    assert out.attrs["emseg"]["voxel_size"] == [16.0, 8.0, 8.0] and out.attrs["emseg"]["complete"]
+    coarse = np.asarray(model_scale["0"])
+    assert out["0"].shape == raw.shape  # back on the input's grid: each z voxel averages two 8 nm ones
+    np.testing.assert_allclose(out["0"][:], (coarse[0::2] + coarse[1::2]) / 2, atol=1e-6)
+    assert coarse.std() > 0
+
+
+def test_resampled_prediction_is_confined_to_the_roi_and_resumes(raw, checkpoint, tmp_path):
+    volume, out = array_volume(raw, (16.0, 8.0, 8.0)), tmp_path / "v.zarr"
+    kwargs = dict(device="cpu", allow_resample=True, chunks=8, block_shape=16, roi="4:12,0:20,8:30")
+    with pytest.warns(UserWarning, match="resampling"):
+        first = predict(str(checkpoint), volume, out, **kwargs)
+        whole = predict(str(checkpoint), volume, tmp_path / "whole.zarr", device="cpu", allow_resample=True,
+                        chunks=8, block_shape=16)
+    data, reference = zarr.open_group(str(out))["0"][:], zarr.open_group(str(whole.output))["0"][:]
+    assert data.dtype == np.uint8 and zarr.open_group(str(out)).attrs["emseg"]["model"]["organelle"] == "mito"
+    inside = np.zeros(raw.shape, bool)
+    inside[4:12, 0:20, 8:30] = True
+    assert first.complete and not data[~inside].any()
+    np.testing.assert_array_equal(data[inside], reference[inside])  # the same values as a whole-volume run
+    with pytest.warns(UserWarning, match="resampling"):
+        again = predict(str(checkpoint), volume, out, **kwargs)
+    assert again.report.done == [] and again.complete  # every block was already in the ledger
+    np.testing.assert_array_equal(zarr.open_group(str(out))["0"][:], data)
 
 
 def test_roi_outside_volume_is_refused(raw, tmp_path):

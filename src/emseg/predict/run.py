@@ -5,6 +5,10 @@ metadata and the prediction settings in ``attrs["emseg"]``; its ledger
 (``<output>/.emseg_ledger``) lists finished blocks; ``attrs["emseg"]["complete"]`` becomes
 true only when every planned block is done. Running the same command again resumes;
 running it with another model or other settings refuses unless ``overwrite``.
+
+When the model works at another voxel size (``allow_resample``), the network runs on a lazy
+resampled view into ``<output>/model_scale`` (its own ledger) and the probabilities are then
+interpolated back onto the input's grid, so ``<output>/0`` always matches the input.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from emseg.errors import ConfigError, EmsegError, OutputExistsError
 from emseg.predict.engine import Mode, PredictJob, geometry, is_valid_conv
 
 VOXEL_SIZE_TOLERANCE = 0.1  # relative difference per axis before model and volume "differ"
+MODEL_SCALE = "model_scale"  # sub-image holding the prediction at the model's voxel size, when resampled
 
 
 class BlocksFailedError(EmsegError):
@@ -69,6 +74,14 @@ def _as_loaded(model, volume, device):
     return model, None
 
 
+def model_metadata(loaded, source_path: str | None) -> dict:
+    """What the output records about the model that made it."""
+    return {"source": source_path or "<in-memory model>", "architecture": loaded.architecture,
+            "model_config": loaded.model_config, "voxel_size": list(loaded.voxel_size),
+            "normalization": dict(loaded.normalization), "organelle": loaded.organelle,
+            "threshold": loaded.threshold}
+
+
 def check_voxel_sizes(volume, model_voxel_size, allow_resample: bool, model_name: str):
     """Refuse (or, with ``allow_resample``, warn and resample) when the model was trained at
     another voxel size than the volume's."""
@@ -82,7 +95,7 @@ def check_voxel_sizes(volume, model_voxel_size, allow_resample: bool, model_name
     if not allow_resample:
         raise ConfigError(message + "; pass --allow-resample to resample the input to the model's voxel size, "
                           "or --voxel-size if the file's metadata is wrong")
-    warnings.warn(message + "; resampling the input to the model's voxel size", stacklevel=3)
+    warnings.warn(message + "; resampling the input to the model's voxel size and the prediction back", stacklevel=3)
     return resampled(volume, mod_vs)
 
 
@@ -169,6 +182,7 @@ def predict(
     workers: start a LocalCluster with that many worker processes; scheduler: address of
     an existing ``distributed`` scheduler; client: a ready ``distributed.Client``.
     """
+    call = dict(locals())
     from emseg.device import pick_device
     from emseg.io import open_volume
     from emseg.io.ome_zarr import create_ome_zarr
@@ -186,8 +200,12 @@ def predict(
         raise ConfigError(f"mode {mode!r} does not fit a {spatial}D model (3D: '3d'; 2D: 'stack' or 'orthoplane')")
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis}")
+    native = volume
     volume = check_voxel_sizes(volume, loaded.voxel_size, allow_resample, source_path or loaded.architecture)
-    roi_slices = parse_roi(roi, volume.shape, volume.path)
+    roi_slices = parse_roi(roi, native.shape, native.path)
+    if volume is not native:
+        return _predict_at_model_scale(call, native, volume, output, roi_slices, loaded, source_path, overwrite,
+                                       io_threads, progress)
 
     chunk_shape = tuple(min(int(c), n) for c, n in zip((chunks,) * 3 if np.isscalar(chunks) else chunks,
                                                        volume.shape))
@@ -213,10 +231,7 @@ def predict(
                 "normalization": dict(loaded.normalization), "shape": list(volume.shape),
                 "model_fingerprint": fp_model}
     settings["fingerprint"] = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    model_meta = {"source": source_path or "<in-memory model>", "architecture": loaded.architecture,
-                  "model_config": loaded.model_config, "voxel_size": list(loaded.voxel_size),
-                  "normalization": dict(loaded.normalization), "organelle": loaded.organelle,
-                  "threshold": loaded.threshold}
+    model_meta = model_metadata(loaded, source_path)
     attrs = {"kind": "probabilities", "complete": False, "source": str(volume.path),
              "model": model_meta, "predict": settings}
     _prepare_output(output, settings, overwrite,
@@ -254,6 +269,63 @@ def predict(
                                 "they are not marked done — run the same command again to retry them",
                                 result_report)
     return PredictResult(output, plan, result_report, complete)
+
+
+def _predict_at_model_scale(call: dict, native, volume, output: Path, roi_slices, loaded, source_path,
+                            overwrite: bool, io_threads: int, progress: bool) -> PredictResult:
+    """Predict the resampled ``volume`` into ``<output>/model_scale``, then interpolate the
+    probabilities back onto the input's grid in ``<output>/0`` (ROI only)."""
+    import zarr
+
+    from emseg.io import open_volume
+    from emseg.io.ome_zarr import create_ome_zarr
+    from emseg.predict.resample import resampled
+
+    factor = [m / n for m, n in zip(volume.voxel_size, native.voxel_size)]
+    model_roi = tuple(slice(max(0, int(np.floor(r.start / f)) - 1), min(n, int(np.ceil(r.stop / f)) + 1))
+                      for r, f, n in zip(roi_slices, factor, volume.shape))
+    chunk_shape = tuple(min(int(c), n) for c, n in zip((call["chunks"],) * 3 if np.isscalar(call["chunks"])
+                                                       else call["chunks"], native.shape))
+    settings = {"resampled_to": list(volume.voxel_size), "shape": list(native.shape), "dtype": call["dtype"],
+                "chunks": list(chunk_shape), "roi": [[r.start, r.stop] for r in roi_slices],
+                "model_fingerprint": model_fingerprint(loaded.model)}
+    settings["fingerprint"] = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    attrs = {"kind": "probabilities", "complete": False, "source": str(native.path),
+             "model": model_metadata(loaded, source_path),
+             "predict": settings, "model_scale": MODEL_SCALE}
+    _prepare_output(output, settings, overwrite,
+                    lambda: create_ome_zarr(output, native.shape, np.dtype(call["dtype"]), native.voxel_size,
+                                            chunk_shape, levels=1, name=output.name, attrs=attrs))
+    inner = predict(**{**call, "volume": volume, "output": output / MODEL_SCALE, "allow_resample": False,
+                       "overwrite": False, "roi": [[r.start, r.stop] for r in model_roi]})
+    coarse = open_volume(output / MODEL_SCALE)
+    fine = resampled(coarse, native.voxel_size, shape=native.shape)
+    target = zarr.open_group(str(output), mode="r+")["0"]
+    regions = chunk_regions(roi_slices, chunk_shape)
+
+    def write(region):
+        target[region] = fine.read(region)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    with ThreadPoolExecutor(max(1, io_threads)) as pool:
+        for _ in tqdm(pool.map(write, regions), total=len(regions), desc="upsample", unit="chunk",
+                      disable=not progress, dynamic_ncols=True):
+            pass
+    group = zarr.open_group(str(output), mode="r+")
+    group.attrs["emseg"] = {**dict(group.attrs["emseg"]), "complete": inner.complete}
+    return PredictResult(output, inner.plan, inner.report, inner.complete)
+
+
+def chunk_regions(roi: Sequence[slice], chunks: Sequence[int]) -> list[tuple[slice, ...]]:
+    """The chunk-aligned pieces of ``roi`` (each inside one chunk)."""
+    import itertools
+
+    axes = [[slice(max(r.start, c), min(r.stop, c + k)) for c in range(r.start - r.start % k, r.stop, k)]
+            for r, k in zip(roi, chunks)]
+    return list(itertools.product(*axes))
 
 
 def _run(job, blocks, ledger, batch_size, retries, io_threads, workers, scheduler, client, progress):
