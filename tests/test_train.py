@@ -80,6 +80,42 @@ def test_sampler_is_picklable_and_respects_masks(cell):
     assert np.mean([f >= 0.05 for f in fg]) > 0.5  # foreground-biased sampling
 
 
+def test_source_is_resampled_to_the_working_voxel_size(cell):
+    folder, synth = cell
+    source_cfg = config(folder).train[0].model_copy(update={"sample_mask": str(folder / "mask.tif"),
+                                                            "label_values": [1]})
+    source = open_source(source_cfg, "train[0]", voxel_size=(16.0, 16.0, 16.0))
+    assert source.voxel_size == (16.0, 16.0, 16.0) and source.shape == (16, 48, 48)  # roi z 0-32 halved
+    raw = synth.raw[:32].astype(np.float32).reshape(16, 2, 48, 2, 48, 2).mean(axis=(1, 3, 5))
+    np.testing.assert_array_equal(source.raw.data, np.rint(raw).astype(synth.raw.dtype))  # 2×2×2 means
+    mito = synth.mito[:32].astype(np.float32).reshape(16, 2, 48, 2, 48, 2).mean(axis=(1, 3, 5))
+    np.testing.assert_array_equal(source.target.data, (mito >= 0.5).astype(np.uint8))
+    assert set(np.unique(source.sample_mask.data)) == {0, 1} and not source.sample_mask.data[:, :, 36:].any()
+    assert source.sample_mask.data[:, :, :36].all()
+    validation = config(folder).validation[0].model_copy(update={"exclusion_width": 4})
+    assert open_source(validation, "validation[0]", voxel_size=(16.0, 16.0, 16.0)).exclusion_width == 2  # 32 nm
+    with pytest.raises(ConfigError, match="source cellA: resampling .* needs the source in memory"):
+        open_source(source_cfg, "train[0]", in_memory_limit_gb=1e-6, voxel_size=(16.0, 16.0, 16.0))
+
+
+def test_model_trained_at_a_coarser_voxel_size_records_it(cell, tmp_path):
+    folder, _ = cell
+    cfg = config(folder, iterations=2, validate_every=2, output_dir=str(tmp_path / "run"),
+                 voxel_size=[16, 16, 16], output_shape=[8, 8, 8])
+    trainer = train(cfg, progress=False)
+    assert trainer.voxel_size == (16.0, 16.0, 16.0) and trainer.val_sources[0].shape == (8, 48, 48)
+    state = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert state["voxel_size"] == [16.0, 16.0, 16.0]
+    resumed = Trainer(cfg.model_copy(update={"iterations": 3}), resume=True, progress=False)
+    assert resumed.voxel_size == (16.0, 16.0, 16.0) and resumed.train_sources[0].shape == (16, 48, 48)
+    # fine-tuning keeps the model's scale when the new config does not set one
+    tuned = Trainer(config(folder, output_dir=str(tmp_path / "ft")), init_from=str(tmp_path / "run" / "best.pt"),
+                    progress=False)
+    assert tuned.voxel_size == (16.0, 16.0, 16.0)
+    with pytest.raises(ConfigError, match="voxel_size"):
+        config(folder, voxel_size=[16, 0, 16])
+
+
 def test_transpose_only_between_equal_voxel_sizes():
     rng = np.random.default_rng(0)
     block = np.arange(4 * 4 * 4).reshape(4, 4, 4)

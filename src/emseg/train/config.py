@@ -61,9 +61,17 @@ class Sampling(Strict):
 class TrainConfig(Strict):
     """Everything `emseg train` needs; see docs/training.md."""
 
+    @field_validator("voxel_size")
+    @classmethod
+    def _voxel_size(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (len(value) != 3 or any(v <= 0 for v in value)):
+            raise ValueError("voxel_size must be three positive numbers (z, y, x) in nm")
+        return value
+
     organelle: str = "object"
     model: dict = Field(default_factory=lambda: {"architecture": "unet3d"})
     output_shape: list[int] = [44, 44, 44]
+    voxel_size: list[float] | None = None  # the model's working voxel size (nm, z y x); sources are resampled to it
     train: list[Source]
     validation: list[Source] = []
     iterations: int = Field(default=10000, gt=0)

@@ -8,6 +8,7 @@ Voxels outside a source's sample mask get mask 0 and do not count in the loss.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from emseg.errors import ConfigError, EmsegError
 from emseg.io import open_volume
 from emseg.io.volume import Volume
+from emseg.predict.resample import cast_like, resample_array
 from emseg.train.augment import augment_block
 from emseg.train.config import Augment, Sampling, Source
 
@@ -72,8 +74,14 @@ def binarize(labels: np.ndarray, label_values: list[int] | str) -> np.ndarray:
     return np.isin(labels, np.asarray(label_values)).astype(np.uint8)
 
 
-def open_source(source: Source, label: str, in_memory_limit_gb: float = 4.0) -> SourceData:
-    """Open and check one source; every problem becomes a ConfigError naming it."""
+def open_source(source: Source, label: str, in_memory_limit_gb: float = 4.0,
+                voxel_size: Sequence[float] | None = None) -> SourceData:
+    """Open and check one source; every problem becomes a ConfigError naming it.
+
+    ``voxel_size`` (nm, z y x): the model's working voxel size; a source at another one is
+    resampled to it in memory after its ROI is cut (raw linearly, labels and masks by the
+    fraction of each working voxel they cover, kept where ≥ 0.5).
+    """
     name = source.name or label
     where = f"source {name}"
     try:
@@ -98,8 +106,18 @@ def open_source(source: Source, label: str, in_memory_limit_gb: float = 4.0) -> 
     readers.update({k: RegionReader(v, roi) if v is not None else None for k, v in masks.items()})
     nbytes = sum(math.prod(readers["raw"].shape) * v.dtype.itemsize
                  for v in [raw, labels, *[m for m in masks.values() if m is not None]])
+    rescale = voxel_size is not None and not same_voxel_size(raw.voxel_size, voxel_size)
+    if rescale and nbytes > in_memory_limit_gb * 2**30:
+        raise ConfigError(f"{where}: resampling from {tuple(raw.voxel_size)} to {tuple(voxel_size)} nm needs the "
+                          f"source in memory ({nbytes / 2**30:.1f} GiB > in_memory_limit_gb {in_memory_limit_gb}); "
+                          "give it an roi, raise in_memory_limit_gb, or resample the files first")
     if nbytes <= in_memory_limit_gb * 2**30:
         readers = {k: r.load() if r is not None else None for k, r in readers.items()}
+    if rescale:
+        readers = resample_readers(readers, source.label_values, raw.voxel_size, voxel_size)
+        width = source.exclusion_width  # given in the file's voxels: the same width in nm
+        width = max(1, round(width * raw.voxel_size[-1] / voxel_size[-1])) if width else width
+        source = source.model_copy(update={"label_values": "nonzero", "exclusion_width": width})
     target = readers["labels"]
     if isinstance(target.data, np.ndarray):
         target = RegionReader(binarize(target.data, source.label_values), target.roi)
@@ -111,8 +129,32 @@ def open_source(source: Source, label: str, in_memory_limit_gb: float = 4.0) -> 
     if fg == 0:
         raise ConfigError(f"{where}: no foreground (label values {source.label_values}) inside the roi")
     return SourceData(name, readers["raw"], target, readers["sample_mask"], readers["metric_mask"],
-                      source.label_values, source.exclusion_width, raw.voxel_size,
+                      source.label_values, source.exclusion_width,
+                      tuple(float(v) for v in (voxel_size if rescale else raw.voxel_size)),
                       source.weight if source.weight is not None else float(annotated))
+
+
+def same_voxel_size(a: Sequence[float], b: Sequence[float], tolerance: float = 0.1) -> bool:
+    """True when every axis differs by at most ``tolerance`` (relative)."""
+    return all(abs(x - y) <= tolerance * y for x, y in zip(a, b))
+
+
+def resample_readers(readers: dict, label_values, source_voxel_size, voxel_size) -> dict:
+    """In-memory readers resampled to ``voxel_size``; labels become the binary target."""
+    scale = [t / s for t, s in zip(voxel_size, source_voxel_size)]
+    out = {}
+    for key, reader in readers.items():
+        if reader is None:
+            out[key] = None
+            continue
+        data = reader.data
+        if key == "raw":
+            data = cast_like(resample_array(data, scale), data.dtype)
+        else:
+            binary = binarize(data, label_values) if key == "labels" else (data != 0).astype(np.uint8)
+            data = (resample_array(binary, scale) >= 0.5).astype(np.uint8)
+        out[key] = RegionReader(data, tuple(slice(0, n) for n in data.shape))
+    return out
 
 
 def count_foreground(labels: Volume, roi, label_values) -> int:

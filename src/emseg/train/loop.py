@@ -27,9 +27,11 @@ from emseg.train.validate import validate
 LOG_FIELDS = ["iteration", "loss", "seconds", "val_f1", "val_iou", "val_precision", "val_recall", "val_threshold"]
 
 
-def open_sources(config: TrainConfig) -> tuple[list[SourceData], list[SourceData]]:
-    train = [open_source(s, f"train[{i}]", config.in_memory_limit_gb) for i, s in enumerate(config.train)]
-    val = [open_source(s, f"validation[{i}]", config.in_memory_limit_gb) for i, s in enumerate(config.validation)]
+def open_sources(config: TrainConfig, voxel_size=None) -> tuple[list[SourceData], list[SourceData]]:
+    """Training and validation sources, resampled to ``voxel_size`` when given."""
+    limit = config.in_memory_limit_gb
+    train = [open_source(s, f"train[{i}]", limit, voxel_size) for i, s in enumerate(config.train)]
+    val = [open_source(s, f"validation[{i}]", limit, voxel_size) for i, s in enumerate(config.validation)]
     return train, val
 
 
@@ -60,9 +62,13 @@ class Trainer:
         self.out = Path(config.output_dir)
         self.device = pick_device(device or config.device)
         torch.manual_seed(config.seed)
-        self.train_sources, self.val_sources = open_sources(config)
+        working = config.voxel_size
+        if working is None and init_from is not None and Path(init_from).exists():
+            working = read_checkpoint(init_from).get("voxel_size")  # fine-tuning keeps the model's scale
+        self.train_sources, self.val_sources = open_sources(config, working)
         voxel_sizes = {tuple(round(v, 3) for v in s.voxel_size) for s in self.train_sources}
-        self.voxel_size = min(voxel_sizes)  # mixed sources: the model works at the finest
+        # without a working voxel size, mixed sources are not resampled and the model records the finest
+        self.voxel_size = tuple(float(v) for v in working) if working is not None else min(voxel_sizes)
         self.iteration, self.best_f1, self.history = 0, -1.0, []
         architecture, mcfg = model_config(config)
         self.normalization = config.normalization
