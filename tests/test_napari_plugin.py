@@ -320,3 +320,14 @@ def test_bundled_model_fits_a_small_annotation():
     assert all(o <= n for o, n in zip(net.output_shape(net.input_shape_for(shape)), (20, 64, 64)))
     with pytest.raises(InvalidValuesError, match="too small"):
         fitting_output_shape(net, (4, 64, 64))
+
+
+def test_segment_refuses_napari_default_scale_when_resampling(tmp_path):
+    from emseg.errors import ConfigError
+    from emseg.io import array_volume
+    from emseg.napari_plugin.segment import segment_steps
+
+    volume = array_volume(np.zeros((8, 8, 8), np.uint8), (1.0, 1.0, 1.0), name="unscaled layer")
+    with pytest.raises(ConfigError, match="unscaled layer: voxel size 1 × 1 × 1 nm looks like napari's default"):
+        next(segment_steps("mito", volume, tmp_path / "work", None, 0.0, allow_resample=True))
+    assert not (tmp_path / "work").exists()

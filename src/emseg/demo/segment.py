@@ -12,8 +12,12 @@ def predict_volume(model: str, data: DemoData, folder: Path, settings: DemoSetti
     """Probabilities (uint8 OME-Zarr) of the whole volume, blockwise, as `emseg predict` does."""
     from emseg.predict import predict
 
-    result = predict(model, str(data.raw), folder / "probabilities.ome.zarr", device=settings.device,
-                     overwrite=True, progress=True)
+    import warnings
+
+    with warnings.catch_warnings():  # the bundled model works at 10 nm: resampling is expected here
+        warnings.filterwarnings("ignore", message=".*resampling the input", category=UserWarning)
+        result = predict(model, str(data.raw), folder / "probabilities.ome.zarr", device=settings.device,
+                         overwrite=True, progress=True, allow_resample=True)
     return result.output
 
 

@@ -13,7 +13,7 @@ class DemoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     shape: tuple[int, int, int] = (96, 256, 256)  #: synthetic volume, voxels (z, y, x)
-    voxel_size: float = Field(5.0, gt=0)  #: nm, isotropic (the bundled model's voxel size)
+    voxel_size: float = Field(5.0, gt=0)  #: nm, isotropic (the voxel size of the bundled model's training data)
     mito_density: float = Field(1.0, gt=0)  #: scales the number of synthetic mitochondria
     block: int = Field(64, ge=16)  #: edge of an annotated block, voxels
     train_blocks: int = Field(3, ge=1)  #: blocks with simulated loose annotation

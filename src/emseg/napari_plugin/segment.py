@@ -22,11 +22,21 @@ def planned_blocks(output: Path) -> int | None:
     import zarr
 
     try:
-        settings = dict(zarr.open_group(str(output), mode="r").attrs["emseg"])["predict"]
+        settings = dict(zarr.open_group(str(prediction_dir(output)), mode="r").attrs["emseg"])["predict"]
     except Exception:  # noqa: BLE001 — not created yet
+        return None
+    if "block_shape" not in settings:
         return None
     roi = settings["roi"]
     return math.prod(math.ceil((hi - lo) / b) for (lo, hi), b in zip(roi, settings["block_shape"]))
+
+
+def prediction_dir(output: Path) -> Path:
+    """Where the blocks of a prediction are written: ``output``, or its ``model_scale``
+    sub-image when the input is resampled to the model's voxel size."""
+    from emseg.predict.run import MODEL_SCALE
+
+    return output / MODEL_SCALE if (output / MODEL_SCALE).exists() else output
 
 
 def segment_steps(model: str, volume, workdir: Path, threshold: float | None, min_size_nm3: float,
@@ -37,6 +47,12 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float | None, mi
     from emseg.postprocess.pipeline import PostprocessConfig, postprocess
     from emseg.predict import predict
 
+    if allow_resample and tuple(float(v) for v in volume.voxel_size) == (1.0, 1.0, 1.0):
+        from emseg.errors import ConfigError
+
+        raise ConfigError(f"{volume.path}: voxel size 1 × 1 × 1 nm looks like napari's default scale; set the "
+                          "layer's scale to its voxel size in nm (or untick resample) so the model sees the "
+                          "right size")
     workdir.mkdir(parents=True, exist_ok=True)
     probabilities, labels = workdir / "probabilities.ome.zarr", workdir / "labels.ome.zarr"
     start = time.perf_counter()
@@ -48,7 +64,7 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float | None, mi
             time.sleep(0.2)
             total = planned_blocks(probabilities)
             if total:
-                done = len(Ledger(probabilities).done())
+                done = len(Ledger(prediction_dir(probabilities)).done())
                 yield done, total, f"predicting: {done}/{total} blocks ({time.perf_counter() - start:.0f} s)"
         result = future.result()
     n = len(result.report.done) + result.report.skipped
@@ -87,6 +103,9 @@ class SegmentWidget(EmsegDock):
         self.roi.setToolTip("Only blocks that touch this region are predicted (as emseg predict --roi).")
         self.device = device_combo()
         self.resample = QCheckBox("resample to the model's voxel size")
+        self.resample.setToolTip("Run the model at its own voxel size (the bundled mito model works at 10 nm) "
+                                 "and interpolate the result back to the layer's. Check the layer's scale first.")
+        self.resample.setChecked(True)
         form = QFormLayout(self)
         form.addRow("model", self.model)
         form.addRow(self.use_layer, self.image)
