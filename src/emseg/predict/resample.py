@@ -16,6 +16,14 @@ import numpy as np
 from emseg.io.volume import Region, Volume, check_voxel_size
 
 
+VOXEL_SIZE_TOLERANCE = 0.1  # relative difference per axis before two voxel sizes "differ"
+
+
+def same_voxel_size(a: Sequence[float], b: Sequence[float], tolerance: float = VOXEL_SIZE_TOLERANCE) -> bool:
+    """True when every axis of ``a`` is within ``tolerance`` (relative) of ``b``'s."""
+    return all(abs(float(x) - float(y)) <= tolerance * float(y) for x, y in zip(a, b))
+
+
 def source_coordinates(indices: np.ndarray, scale: float) -> np.ndarray:
     """Source coordinates of target voxel centres ``indices`` (scale = target / source voxel size)."""
     return (indices + 0.5) * scale - 0.5

@@ -30,7 +30,6 @@ from emseg.blocks import BlockPlan, Ledger, RunReport, block_shape_for, parse_ro
 from emseg.errors import ConfigError, EmsegError, OutputExistsError
 from emseg.predict.engine import Mode, PredictJob, geometry, is_valid_conv
 
-VOXEL_SIZE_TOLERANCE = 0.1  # relative difference per axis before model and volume "differ"
 MODEL_SCALE = "model_scale"  # sub-image holding the prediction at the model's voxel size, when resampled
 
 
@@ -74,6 +73,16 @@ def _as_loaded(model, volume, device):
     return model, None
 
 
+def output_chunks(chunks, shape: Sequence[int]) -> tuple[int, ...]:
+    """The output's chunk shape: ``chunks`` (an int or three) clipped to ``shape``."""
+    return tuple(min(int(c), n) for c, n in zip((chunks,) * 3 if np.isscalar(chunks) else chunks, shape))
+
+
+def settings_fingerprint(settings: dict) -> str:
+    """sha1 of the prediction settings (an existing output with another one is not resumed)."""
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
 def model_metadata(loaded, source_path: str | None) -> dict:
     """What the output records about the model that made it."""
     return {"source": source_path or "<in-memory model>", "architecture": loaded.architecture,
@@ -85,11 +94,11 @@ def model_metadata(loaded, source_path: str | None) -> dict:
 def check_voxel_sizes(volume, model_voxel_size, allow_resample: bool, model_name: str):
     """Refuse (or, with ``allow_resample``, warn and resample) when the model was trained at
     another voxel size than the volume's."""
-    from emseg.predict.resample import resampled
+    from emseg.predict.resample import resampled, same_voxel_size
 
     vol_vs = tuple(float(v) for v in volume.voxel_size)
     mod_vs = tuple(float(v) for v in model_voxel_size)
-    if all(abs(a - b) <= VOXEL_SIZE_TOLERANCE * b for a, b in zip(vol_vs, mod_vs)):
+    if same_voxel_size(vol_vs, mod_vs):
         return volume
     message = f"{volume.path}: voxel size {vol_vs} nm differs from the model's {mod_vs} nm ({model_name})"
     if not allow_resample:
@@ -207,8 +216,7 @@ def predict(
         return _predict_at_model_scale(call, native, volume, output, roi_slices, loaded, source_path, overwrite,
                                        io_threads, progress)
 
-    chunk_shape = tuple(min(int(c), n) for c, n in zip((chunks,) * 3 if np.isscalar(chunks) else chunks,
-                                                       volume.shape))
+    chunk_shape = output_chunks(chunks, volume.shape)
     wanted = (block_shape,) * 3 if np.isscalar(block_shape) else (block_shape or default_block_shape(net, mode))
     grid = geometry(net, (1, 1, 1), mode, halo, axis).grid if is_valid_conv(net) and mode == "3d" else (1, 1, 1)
     wanted = [min(int(w), n) for w, n in zip(wanted, volume.shape)]
@@ -230,7 +238,7 @@ def predict(
                 "roi": [[s.start, s.stop] for s in roi_slices], "mask": mask_path,
                 "normalization": dict(loaded.normalization), "shape": list(volume.shape),
                 "model_fingerprint": fp_model}
-    settings["fingerprint"] = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    settings["fingerprint"] = settings_fingerprint(settings)
     model_meta = model_metadata(loaded, source_path)
     attrs = {"kind": "probabilities", "complete": False, "source": str(volume.path),
              "model": model_meta, "predict": settings}
@@ -284,12 +292,11 @@ def _predict_at_model_scale(call: dict, native, volume, output: Path, roi_slices
     factor = [m / n for m, n in zip(volume.voxel_size, native.voxel_size)]
     model_roi = tuple(slice(max(0, int(np.floor(r.start / f)) - 1), min(n, int(np.ceil(r.stop / f)) + 1))
                       for r, f, n in zip(roi_slices, factor, volume.shape))
-    chunk_shape = tuple(min(int(c), n) for c, n in zip((call["chunks"],) * 3 if np.isscalar(call["chunks"])
-                                                       else call["chunks"], native.shape))
+    chunk_shape = output_chunks(call["chunks"], native.shape)
     settings = {"resampled_to": list(volume.voxel_size), "shape": list(native.shape), "dtype": call["dtype"],
                 "chunks": list(chunk_shape), "roi": [[r.start, r.stop] for r in roi_slices],
                 "model_fingerprint": model_fingerprint(loaded.model)}
-    settings["fingerprint"] = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    settings["fingerprint"] = settings_fingerprint(settings)
     attrs = {"kind": "probabilities", "complete": False, "source": str(native.path),
              "model": model_metadata(loaded, source_path),
              "predict": settings, "model_scale": MODEL_SCALE}

@@ -17,7 +17,7 @@ import torch
 from emseg.errors import ConfigError, EmsegError
 from emseg.io import open_volume
 from emseg.io.volume import Volume
-from emseg.predict.resample import cast_like, resample_array
+from emseg.predict.resample import cast_like, resample_array, same_voxel_size
 from emseg.train.augment import augment_block
 from emseg.train.config import Augment, Sampling, Source
 
@@ -132,11 +132,6 @@ def open_source(source: Source, label: str, in_memory_limit_gb: float = 4.0,
                       source.label_values, source.exclusion_width,
                       tuple(float(v) for v in (voxel_size if rescale else raw.voxel_size)),
                       source.weight if source.weight is not None else float(annotated))
-
-
-def same_voxel_size(a: Sequence[float], b: Sequence[float], tolerance: float = 0.1) -> bool:
-    """True when every axis differs by at most ``tolerance`` (relative)."""
-    return all(abs(x - y) <= tolerance * y for x, y in zip(a, b))
 
 
 def resample_readers(readers: dict, label_values, source_voxel_size, voxel_size) -> dict:
