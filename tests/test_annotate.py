@@ -174,3 +174,55 @@ def test_lucchi_roi_runs_and_beats_chance(shared_data):
     result = graph_cut(raw, strokes, image.voxel_size)
     assert (result.mask[strokes == 1] == 1).all() and (result.mask[strokes == 2] == 0).all()
     assert iou(result.mask, truth) > truth.mean() * 3  # far better than labelling everything
+
+
+def two_balls(shape=(24, 48, 96), seed=3):
+    """Two identical bright balls (left, right) in a noisy background; returns (raw, left, right)."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.indices(shape)
+    balls = [((zz - 12) / 8) ** 2 + ((yy - 24) / 14) ** 2 + ((xx - cx) / 14) ** 2 < 1 for cx in (24, 72)]
+    raw = np.where(balls[0] | balls[1], 170.0, 80.0) + rng.normal(0, 12, shape)
+    return np.clip(raw, 0, 255).astype(np.uint8), balls[0], balls[1]
+
+
+@pytest.mark.timeout(60)
+def test_prior_decides_what_the_strokes_do_not_reach():
+    """Strokes on the left ball only; a prior that calls the right ball background removes it."""
+    raw, left, right = two_balls()
+    strokes = plane_strokes(left, 12)
+    without = graph_cut(raw, strokes, (8.0, 8.0, 8.0)).mask.astype(bool)
+    assert without[right].mean() > 0.8  # same texture: the learned term takes it
+    prior = np.where(left, 0.95, 0.05).astype(np.float32)
+    with_prior = graph_cut(raw, strokes, (8.0, 8.0, 8.0), prior=prior, prior_weight=2.0).mask.astype(bool)
+    assert with_prior[right].mean() < 0.1
+    assert iou(with_prior, left) > 0.85
+    as_uint8 = graph_cut(raw, strokes, (8.0, 8.0, 8.0), prior=(prior * 255).astype(np.uint8), prior_weight=2.0)
+    assert iou(as_uint8.mask, with_prior) > 0.95
+
+
+def test_bad_prior_is_refused():
+    raw, truth = two_regions(shape=(8, 16, 16))
+    strokes = np.zeros(raw.shape, np.uint8)
+    strokes[4, 8, 4:12] = 1
+    strokes[4, 1, 1:4] = 2
+    with pytest.raises(ShapeMismatchError, match="prior has shape \\(8, 16, 15\\)"):
+        graph_cut(raw, strokes, (8, 8, 8), prior=np.zeros((8, 16, 15), np.float32))
+    with pytest.raises(InvalidValuesError, match="prior values must lie in 0..1"):
+        graph_cut(raw, strokes, (8, 8, 8), prior=np.full(raw.shape, 2.0, np.float32))
+    with pytest.raises(InvalidValuesError, match="must be probabilities"):
+        graph_cut(raw, strokes, (8, 8, 8), prior=np.ones(raw.shape, np.int32))
+
+
+def test_cli_takes_a_prior(tmp_path):
+    from emseg.cli import main
+    from emseg.io import open_volume, write_ome_zarr
+
+    raw, left, right = two_balls()
+    write_ome_zarr(raw, tmp_path / "raw.ome.zarr", (8, 8, 8))
+    write_ome_zarr(plane_strokes(left, 12), tmp_path / "strokes.ome.zarr", (8, 8, 8), kind="labels")
+    write_ome_zarr(np.where(left, 242, 13).astype(np.uint8), tmp_path / "prob.ome.zarr", (8, 8, 8))
+    out = tmp_path / "mask.ome.zarr"
+    assert main(["annotate", str(tmp_path / "raw.ome.zarr"), str(tmp_path / "strokes.ome.zarr"), "-o", str(out),
+                 "--prior", str(tmp_path / "prob.ome.zarr"), "--prior-weight", "2"]) == 0
+    mask = open_volume(out)[:, :, :].astype(bool)
+    assert iou(mask, left) > 0.85 and mask[right].mean() < 0.1

@@ -29,6 +29,10 @@ def register(app: typer.Typer) -> None:
             "--voxel-size", help="Voxel size Z Y X in nm (overrides the file's metadata).")] = None,
         learned_weight: Annotated[float, typer.Option(
             help="Weight of the learned term (random forest on multi-scale texture features; 0 = off).")] = 1.0,
+        prior: Annotated[Optional[str], typer.Option(
+            help="A probability map of the image's shape (e.g. `emseg predict` output) that the strokes "
+                 "correct: adds its -log p term per supervoxel.")] = None,
+        prior_weight: Annotated[float, typer.Option(help="Weight of the prior's term.")] = 1.0,
         hist_weight: Annotated[float, typer.Option(help="Weight of the intensity-histogram term.")] = 0.0,
         dist_weight: Annotated[float, typer.Option(help="Weight of the distance-to-stroke term.")] = 0.0,
         smoothness: Annotated[float, typer.Option(help="Weight of the contrast-sensitive smoothness term.")] = 1.0,
@@ -58,9 +62,10 @@ def register(app: typer.Typer) -> None:
                 raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
         volume = open_volume(image, voxel_size)
         stroke_volume = open_volume(strokes, volume.voxel_size)
+        prior_volume = None if prior is None else open_volume(prior, volume.voxel_size)
         start = time.perf_counter()
         result = graph_cut(volume, stroke_volume, volume.voxel_size, roi=roi, learned_weight=learned_weight,
-                           hist_weight=hist_weight,
+                           prior=prior_volume, prior_weight=prior_weight, hist_weight=hist_weight,
                            dist_weight=dist_weight, smoothness=smoothness, supervoxel_nm=supervoxel_nm,
                            memory_budget=int(memory_gb * 2**30), ignore_outside=ignore_outside, progress=True)
         attrs = {"emseg": {"annotate": {"roi": [[s.start, s.stop] for s in result.roi], "strokes": strokes,

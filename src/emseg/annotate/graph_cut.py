@@ -21,7 +21,7 @@ from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, che
 from emseg.annotate.features import DEFAULT_SCALES_NM, filter_features, region_features
 from emseg.annotate.learned import object_probability, probability_costs, stroke_votes
 from emseg.annotate.supervoxels import adjacency, slic_working_grid, upsample_nearest
-from emseg.errors import EmsegError, InvalidValuesError
+from emseg.errors import EmsegError, InvalidValuesError, ShapeMismatchError
 from emseg.io.volume import check_voxel_size
 
 BYTES_PER_VOXEL = 64  # peak of graph_cut measured at 54 B/voxel on 256³ (float32 copies, int32 labels, EDT)
@@ -131,6 +131,22 @@ def split_stroked(labels: np.ndarray, strokes: np.ndarray) -> tuple[np.ndarray, 
     return labels, (unique % 2 + 1).astype(np.uint8)
 
 
+def prior_probability(prior, region: Region) -> np.ndarray:
+    """The prior's ROI as float32 P(object): uint8 (0..255) is scaled, floats must lie in 0..1."""
+    block = np.asarray(prior[region])
+    name = getattr(prior, "path", "<prior>")
+    if block.dtype == np.uint8:
+        return block.astype(np.float32) / 255
+    if not np.issubdtype(block.dtype, np.floating):
+        raise InvalidValuesError(f"{name}: a prior must be probabilities (float 0..1 or uint8 0..255), "
+                                 f"got {block.dtype}")
+    block = block.astype(np.float32)
+    if not np.isfinite(block).all() or block.min() < 0 or block.max() > 1:
+        raise InvalidValuesError(f"{name}: prior values must lie in 0..1, found "
+                                 f"{np.nanmin(block):.3g}..{np.nanmax(block):.3g} in ROI {format_roi(region)}")
+    return block
+
+
 def node_means(labels: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=counts.size)
     return sums / np.maximum(counts, 1)
@@ -146,6 +162,8 @@ def graph_cut(
     dist_weight: float = 0.0,
     smoothness: float = 1.0,
     learned_weight: float = 1.0,
+    prior=None,
+    prior_weight: float = 1.0,
     feature_scales_nm: Sequence[float] | None = None,
     n_trees: int = 60,
     feature_spread: bool = True,
@@ -170,6 +188,9 @@ def graph_cut(
     learned_weight: weight of the learned unary −log p(class | features), p from a random forest
         (``n_trees``, ``random_state=seed``) trained on the stroked supervoxels' multi-scale filter
         features (scales ``feature_scales_nm``, default 10, 20, 40 nm); 0 switches it off.
+    prior: optional P(object) volume of the same shape (float 0..1, or uint8 0..255 as `emseg predict`
+        writes), e.g. a model's prediction that the strokes correct; ``prior_weight`` weighs its
+        −log p term per node (mean probability over the node's voxels).
     contrast: what the pairwise term's contrast compares between neighbours: ``"intensity"``
         (mean grey value) or ``"probability"`` (the forest's P(object); needs learned_weight > 0).
     supervoxel_nm: supervoxel edge in nm (default 5 voxels of the finest axis).
@@ -199,6 +220,9 @@ def graph_cut(
     if contrast not in ("intensity", "probability"):
         raise InvalidValuesError(f"contrast must be 'intensity' or 'probability', got {contrast!r}")
     region = parse_roi(roi, shape)
+    if prior is not None and tuple(prior.shape) != shape:
+        raise ShapeMismatchError(f"{getattr(prior, 'path', '<prior>')}: the prior has shape {tuple(prior.shape)} but "
+                                 f"the image {name} has {shape}; pass a probability map predicted on this image")
     counts, box = stroke_summary(strokes)
     check_strokes(counts, str(stroke_name))
     check_memory(region, shape, box, memory_budget, str(name), max_slic_voxels if learned_weight > 0 else 0)
@@ -265,6 +289,11 @@ def graph_cut(
         learned_obj, learned_bg = probability_costs(p_object)
         unary_obj[:n_slic] += learned_weight * learned_obj
         unary_bg[:n_slic] += learned_weight * learned_bg
+    if prior is not None and prior_weight > 0:
+        p_prior = node_means(labels, prior_probability(prior, region), count)
+        prior_obj, prior_bg = probability_costs(p_prior)
+        unary_obj += prior_weight * prior_obj
+        unary_bg += prior_weight * prior_bg
     if dist_weight > 0:
         unary_obj += dist_weight * node_means(labels, stroke_distance(seeds, OBJECT, voxel_size, factor), count)
         unary_bg += dist_weight * node_means(labels, stroke_distance(seeds, BACKGROUND, voxel_size, factor), count)
