@@ -190,6 +190,12 @@ def test_annotate_widget(viewer, qtbot, tmp_path, sample):
     layer = run_and_wait(qtbot, widget, widget.run)
     assert layer.name == "graph cut mask" and layer.data.shape == SAMPLE_SHAPE
     assert voxel_scores(layer.data > 0, truth)["f1"] > 0.7
+    assert widget.prior.currentText() == "(none)"
+    viewer.add_image(np.where(truth, 0.9, 0.1).astype(np.float32), name="prior", scale=SAMPLE_VOXEL_SIZE)
+    widget.prior.select("prior")
+    with_prior = run_and_wait(qtbot, widget, widget.run)
+    assert voxel_scores(with_prior.data > 0, truth)["f1"] > 0.85
+    widget.prior.select("(none)")
     widget.folder.set_path(tmp_path / "source")
     saved = run_and_wait(qtbot, widget, widget.save)
     entry = yaml.safe_load(Path(saved).read_text())[0]

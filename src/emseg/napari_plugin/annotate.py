@@ -1,5 +1,5 @@
 """Annotate dock: object / background strokes (two labels layers, any plane) → graph cut
-(`emseg.annotate.graph_cut`, as `emseg annotate`) → an editable mask layer → a training source
+(`emseg.annotate.graph_cut`, as `emseg annotate`; optionally corrects a model's probability layer) → an editable mask layer → a training source
 (raw, mask and sample mask as OME-Zarr plus the YAML entry of `training_source_entry`)."""
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class AnnotateWidget(EmsegDock):
         self.object_strokes = LayerCombo(napari_viewer, "labels")
         self.background_strokes = LayerCombo(napari_viewer, "labels")
         self.mask = LayerCombo(napari_viewer, "labels")
+        self.prior = LayerCombo(napari_viewer, "image", optional=True)
         add = QPushButton("Add stroke layers")
         add.clicked.connect(self.add_stroke_layers)
         self.roi = QLineEdit()
@@ -77,6 +78,7 @@ class AnnotateWidget(EmsegDock):
         form.addRow("object strokes", self.object_strokes)
         form.addRow("background strokes", self.background_strokes)
         form.addRow("ROI", self.roi)
+        form.addRow("model prior (optional)", self.prior)
         form.addRow("smoothness", self.smoothness)
         form.addRow(self.run_button)
         form.addRow("mask", self.mask)
@@ -109,11 +111,13 @@ class AnnotateWidget(EmsegDock):
                 raise ValueError("choose the image and both stroke layers")
             raw = layer_array(image)
             strokes = combine_strokes(layer_array(obj), layer_array(bg))
+            prior = self.prior.layer()
+            prior = None if prior is None else layer_array(prior)
         except Exception as error:  # noqa: BLE001 — shown to the user
             self.fail(error)
             return
         self.start(graph_cut, raw, strokes, layer_voxel_size(image), roi=self.roi.text().strip() or None,
-                   smoothness=self.smoothness.value(), busy="graph cut: supervoxels, max-flow/min-cut",
+                   smoothness=self.smoothness.value(), prior=prior, busy="graph cut: supervoxels, max-flow/min-cut",
                    on_return=lambda result: self._show(result, image.scale[-3:]))
 
     def _show(self, result, scale):
