@@ -21,7 +21,7 @@ from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, che
 from emseg.annotate.features import DEFAULT_SCALES_NM, filter_features, region_features
 from emseg.annotate.learned import object_probability, probability_costs, stroke_votes
 from emseg.annotate.supervoxels import adjacency, slic_working_grid, upsample_nearest
-from emseg.errors import EmsegError, InvalidValuesError, ShapeMismatchError
+from emseg.errors import EmsegError, InvalidValuesError
 from emseg.io.volume import check_voxel_size
 
 BYTES_PER_VOXEL = 64  # peak of graph_cut measured at 54 B/voxel on 256³ (float32 copies, int32 labels, EDT)
@@ -131,10 +131,9 @@ def split_stroked(labels: np.ndarray, strokes: np.ndarray) -> tuple[np.ndarray, 
     return labels, (unique % 2 + 1).astype(np.uint8)
 
 
-def prior_probability(prior, region: Region) -> np.ndarray:
+def prior_probability(prior, region: Region, name: str) -> np.ndarray:
     """The prior's ROI as float32 P(object): uint8 (0..255) is scaled, floats must lie in 0..1."""
     block = np.asarray(prior[region])
-    name = getattr(prior, "path", "<prior>")
     if block.dtype == np.uint8:
         return block.astype(np.float32) / 255
     if not np.issubdtype(block.dtype, np.floating):
@@ -206,6 +205,7 @@ def graph_cut(
 
     name = getattr(volume, "path", "<array>")
     stroke_name = getattr(strokes, "path", "<strokes>")
+    prior_name = str(getattr(prior, "path", "<prior>"))
     if voxel_size is None:
         voxel_size = getattr(volume, "voxel_size", None) or (1.0, 1.0, 1.0)
     voxel_size = check_voxel_size(voxel_size, str(name))
@@ -220,9 +220,9 @@ def graph_cut(
     if contrast not in ("intensity", "probability"):
         raise InvalidValuesError(f"contrast must be 'intensity' or 'probability', got {contrast!r}")
     region = parse_roi(roi, shape)
-    if prior is not None and tuple(prior.shape) != shape:
-        raise ShapeMismatchError(f"{getattr(prior, 'path', '<prior>')}: the prior has shape {tuple(prior.shape)} but "
-                                 f"the image {name} has {shape}; pass a probability map predicted on this image")
+    if prior is not None:
+        check_shapes(shape, prior.shape, str(name), prior_name, subject="the prior has",
+                     hint="pass a probability map predicted on this image")
     counts, box = stroke_summary(strokes)
     check_strokes(counts, str(stroke_name))
     check_memory(region, shape, box, memory_budget, str(name), max_slic_voxels if learned_weight > 0 else 0)
@@ -290,7 +290,7 @@ def graph_cut(
         unary_obj[:n_slic] += learned_weight * learned_obj
         unary_bg[:n_slic] += learned_weight * learned_bg
     if prior is not None and prior_weight > 0:
-        p_prior = node_means(labels, prior_probability(prior, region), count)
+        p_prior = node_means(labels, prior_probability(prior, region, prior_name), count)
         prior_obj, prior_bg = probability_costs(p_prior)
         unary_obj += prior_weight * prior_obj
         unary_bg += prior_weight * prior_bg

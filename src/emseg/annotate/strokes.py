@@ -44,11 +44,14 @@ def format_roi(region: Sequence[slice]) -> str:
     return ",".join(f"{s.start}:{s.stop}" for s in region)
 
 
-def check_shapes(image_shape: Sequence[int], strokes_shape: Sequence[int], image_name: str, strokes_name: str) -> None:
+def check_shapes(image_shape: Sequence[int], strokes_shape: Sequence[int], image_name: str, strokes_name: str,
+                 subject: str = "strokes have", hint: str = "draw the strokes as a label layer of the same shape") -> None:
+    """The strokes (or another volume, named by ``subject``) must have the image's shape, else a clear
+    error ending with ``hint``."""
     if tuple(image_shape) != tuple(strokes_shape):
         raise ShapeMismatchError(
-            f"{strokes_name}: strokes have shape {tuple(strokes_shape)} but the image {image_name} has "
-            f"{tuple(image_shape)}; draw the strokes as a label layer of the same shape"
+            f"{strokes_name}: {subject} shape {tuple(strokes_shape)} but the image {image_name} has "
+            f"{tuple(image_shape)}; {hint}"
         )
 
 

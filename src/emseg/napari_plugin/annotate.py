@@ -1,6 +1,7 @@
-"""Annotate dock: object / background strokes (two labels layers, any plane) → graph cut
-(`emseg.annotate.graph_cut`, as `emseg annotate`; optionally corrects a model's probability layer) → an editable mask layer → a training source
-(raw, mask and sample mask as OME-Zarr plus the YAML entry of `training_source_entry`)."""
+"""Annotate dock: object / background strokes (two labels layers, any plane), optionally over a
+model's probability layer (the prior) → graph cut (`emseg.annotate.graph_cut`, as `emseg annotate`)
+→ an editable mask layer → a training source (raw, mask and sample mask as OME-Zarr plus the YAML
+entry of `training_source_entry`)."""
 
 from __future__ import annotations
 
@@ -117,7 +118,8 @@ class AnnotateWidget(EmsegDock):
             self.fail(error)
             return
         self.start(graph_cut, raw, strokes, layer_voxel_size(image), roi=self.roi.text().strip() or None,
-                   smoothness=self.smoothness.value(), prior=prior, busy="graph cut: supervoxels, max-flow/min-cut",
+                   smoothness=self.smoothness.value(), prior=prior,
+                   busy="graph cut: supervoxels, max-flow/min-cut",
                    on_return=lambda result: self._show(result, image.scale[-3:]))
 
     def _show(self, result, scale):
