@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: peak memory of a child process, tables."""
+"""Helpers shared by the benchmark scripts: peak memory of a child process, tables, Lucchi paths."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def run_measured(cmd: Sequence[str]) -> tuple[float, float]:
@@ -43,3 +46,12 @@ def now() -> float:
 def max_rss_mb() -> float:
     """This process's own peak RSS so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def lucchi_paths(data: Path) -> tuple[Path, Path] | None:
+    """(training image, mitochondria labels) of Lucchi under ``data``, or None (with a message) if absent."""
+    image, labels = data / "lucchi" / "train_image.tif", data / "lucchi" / "train_mito.tif"
+    if not image.exists():
+        print(f"skipped: Lucchi data not found at {image} (pass --data DIR)")
+        return None
+    return image, labels

@@ -27,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _common import DEFAULT_DATA, lucchi_paths  # noqa: E402
+
 from emseg.io import array_volume, open_volume  # noqa: E402
 from emseg.masks import boundary_exclusion_mask  # noqa: E402
 from emseg.metrics import voxel_scores  # noqa: E402
@@ -49,20 +51,20 @@ def probabilities(model: str, volume, out: Path, tta: bool = False) -> np.ndarra
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mito", help="bundled name or checkpoint path")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--json", type=Path, help="also write the scores here")
     parser.add_argument("--tta", action="store_true", help="predict with flip test-time augmentation")
     args = parser.parse_args()
-    image_path = args.data / "lucchi" / "train_image.tif"
-    if not image_path.exists():
-        print(f"skipped: Lucchi data not found at {image_path} (pass --data DIR)")
+    paths = lucchi_paths(args.data)
+    if paths is None:
         return 0
+    image_path, labels_path = paths
     from emseg.postprocess.pipeline import PostprocessConfig, postprocess
 
     loaded = load(args.model)
     threshold = loaded.threshold
     image = open_volume(image_path)
-    truth_all = open_volume(args.data / "lucchi" / "train_mito.tif")[:, :, :] > 0
+    truth_all = open_volume(labels_path)[:, :, :] > 0
     truth = truth_all[HELD_OUT]
     rows, start = {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,6 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _common import DEFAULT_DATA, lucchi_paths  # noqa: E402
+
 from emseg.annotate import graph_cut, simulate_strokes  # noqa: E402
 from emseg.io import open_volume  # noqa: E402
 
@@ -78,7 +80,7 @@ def parse_box(text: str):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--rois", default=TEST_ROIS, help="scored ROIs z0:z1,y0:y1,x0:x1 separated by ';', "
                         "or 'wide' for the 11 full-depth held-out ROIs (default: held-out ROIs in z 132-164)")
     parser.add_argument("--tuning", action="store_true", help="score the tuning ROIs (z 0-131) instead")
@@ -88,12 +90,12 @@ def main() -> int:
                         "(it takes 1-2 min per run on a shared 2-core CPU)")
     parser.add_argument("--no-timing", action="store_true", help="skip the 256³ timing runs")
     args = parser.parse_args()
-    image_path = args.data / "lucchi" / "train_image.tif"
-    if not image_path.exists():
-        print(f"skipped: Lucchi data not found at {image_path} (pass --data DIR)")
+    paths = lucchi_paths(args.data)
+    if paths is None:
         return 0
+    image_path, labels_path = paths
     image = open_volume(image_path)
-    labels = open_volume(args.data / "lucchi" / "train_mito.tif")
+    labels = open_volume(labels_path)
     voxel_size = image.voxel_size
     rois = (TUNING_ROIS if args.tuning else WIDE_ROIS if args.rois == "wide" else args.rois).split(";")
     print(f"Lucchi at {voxel_size} nm; {'TUNING' if args.tuning else 'scored'} ROIs {rois}; defaults tuned on "

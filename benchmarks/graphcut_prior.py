@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _common import DEFAULT_DATA, lucchi_paths  # noqa: E402
 from bundled_mito import probabilities  # noqa: E402
-from graphcut import ROOT, iou  # noqa: E402
+from graphcut import iou  # noqa: E402
 
 from emseg.annotate import graph_cut, simulate_strokes  # noqa: E402
 from emseg.io import open_volume  # noqa: E402
@@ -30,19 +31,19 @@ HELD_OUT = slice(132, 165)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--weights", default="1,3", help="prior weights to score")
     parser.add_argument("--planes", default="1,3")
     args = parser.parse_args()
-    image_path = args.data / "lucchi" / "train_image.tif"
-    if not image_path.exists():
-        print(f"skipped: Lucchi data not found at {image_path} (pass --data DIR)")
+    paths = lucchi_paths(args.data)
+    if paths is None:
         return 0
+    image_path, labels_path = paths
     image = open_volume(image_path)
     with tempfile.TemporaryDirectory() as tmp:
         prob = probabilities("mito", image, Path(tmp) / "mito.zarr")[HELD_OUT]
     raw_all = np.asarray(image[HELD_OUT])
-    truth_all = np.asarray(open_volume(args.data / "lucchi" / "train_mito.tif")[HELD_OUT]) > 0
+    truth_all = np.asarray(open_volume(labels_path)[HELD_OUT]) > 0
     weights = [float(w) for w in args.weights.split(",")]
     tiles = [(y, x) for y in range(0, 768 - 255, 256) for x in range(0, 1024 - 255, 256)
              if truth_all[:, y:y + 256, x:x + 256].mean() >= 0.04]
@@ -65,7 +66,7 @@ def main() -> int:
                 scores.setdefault((axis_name, k), []).append(row)
                 print(f"| {y},{x} | {axis_name} | {k} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)
     print("\nmean IoU over the ROIs\n")
-    print(header.replace("ROI y,x | ", "").replace("| axis", "| axis") + "\n" + "|---" * (header.count("|") - 2) + "|")
+    print(header.replace("ROI y,x | ", "") + "\n" + "|---" * (header.count("|") - 2) + "|")
     for (axis_name, k), rows in scores.items():
         mean = np.mean(rows, axis=0)
         print(f"| {axis_name} | {k} | " + " | ".join(f"{v:.3f}" for v in mean) + f" |  (n = {len(rows)})")
