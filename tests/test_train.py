@@ -16,7 +16,7 @@ from emseg.train import Trainer, finetune, parse_config, train
 from emseg.train.augment import random_transpose
 from emseg.train.config import Augment, Sampling
 from emseg.train.data import BlockSampler, open_source
-from emseg.train.loss import balanced_bce
+from emseg.train.loss import balanced_bce, masked_bce, training_loss
 from emseg.train.validate import validate
 
 TINY = {"architecture": "unet3d", "fmaps": 4, "downsample_factors": [[2, 2, 2], [2, 2, 2]]}
@@ -136,6 +136,22 @@ def test_loss_ignores_unannotated_voxels():
     assert torch.isclose(balanced_bce(logits, target, mask), balanced_bce(logits, other, mask))
     assert not torch.isclose(balanced_bce(logits, target, torch.ones_like(mask)),
                              balanced_bce(logits, other, torch.ones_like(mask)))
+    assert torch.isclose(masked_bce(logits, target, mask), masked_bce(logits, other, mask))
+
+
+def test_class_balance_weighs_the_rare_class_up():
+    """One foreground voxel in 64, all predicted background with the same confidence: balanced BCE
+    gives that voxel half the loss, plain BCE 1/64 of it."""
+    target = torch.zeros(1, 1, 4, 4, 4)
+    target[0, 0, 0, 0, 0] = 1
+    logits = torch.full_like(target, -2.0)
+    mask = torch.ones_like(target)
+    fg_loss = torch.nn.functional.softplus(torch.tensor(2.0))  # -log sigmoid(-2)
+    bg_loss = torch.nn.functional.softplus(torch.tensor(-2.0))  # -log (1 - sigmoid(-2))
+    assert torch.isclose(balanced_bce(logits, target, mask), 0.5 * fg_loss + 0.5 * bg_loss)
+    assert torch.isclose(masked_bce(logits, target, mask), (fg_loss + 63 * bg_loss) / 64)
+    assert torch.isclose(training_loss("bce", logits, target, mask, class_balance=False),
+                         masked_bce(logits, target, mask))
 
 
 @pytest.mark.timeout(300)

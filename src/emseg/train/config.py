@@ -79,6 +79,7 @@ class TrainConfig(Strict):
     learning_rate: float = Field(default=1e-4, gt=0)
     weight_decay: float = 0.0
     loss: Literal["bce", "bce+dice"] = "bce"
+    class_balance: bool = True  # BCE with foreground and background weighing half each (ASEM); false: plain BCE
     validate_every: int = Field(default=500, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
     max_minutes: float | None = None

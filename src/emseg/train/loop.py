@@ -131,7 +131,7 @@ class Trainer:
             batch = next(data)
             logits = self.model(batch["raw"].to(self.device))
             loss = training_loss(self.config.loss, logits, batch["target"].to(self.device),
-                                 batch["mask"].to(self.device))
+                                 batch["mask"].to(self.device), self.config.class_balance)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

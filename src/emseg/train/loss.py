@@ -1,4 +1,4 @@
-"""Class-balanced binary cross-entropy masked by the sample mask (optionally + soft Dice)."""
+"""Binary cross-entropy masked by the sample mask, class-balanced by default (optionally + soft Dice)."""
 
 from __future__ import annotations
 
@@ -25,15 +25,22 @@ def balanced_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor)
     return F.binary_cross_entropy_with_logits(logit, target, weight=weights, reduction="sum")
 
 
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Plain BCE averaged over the voxels inside ``mask``: each voxel weighs the same."""
+    weights = mask / mask.sum().clamp(min=1.0)
+    return F.binary_cross_entropy_with_logits(foreground_logits(logits), target, weight=weights, reduction="sum")
+
+
 def soft_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     prob = torch.sigmoid(foreground_logits(logits)) * mask
     target = target * mask
     return 1 - (2 * (prob * target).sum() + 1) / (prob.sum() + target.sum() + 1)
 
 
-def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``"bce"`` or ``"bce+dice"``."""
-    loss = balanced_bce(logits, target, mask)
+def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                  class_balance: bool = True) -> torch.Tensor:
+    """``"bce"`` or ``"bce+dice"``; the BCE class-balanced (ASEM) or, without ``class_balance``, plain."""
+    loss = (balanced_bce if class_balance else masked_bce)(logits, target, mask)
     if name == "bce+dice":
         loss = loss + soft_dice(logits, target, mask)
     return loss
