@@ -28,7 +28,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     from scipy.ndimage import binary_fill_holes
 
     from emseg.io import open_volume
-    from emseg.postprocess.pipeline import is_probability
+    from emseg.postprocess.pipeline import is_probability, model_threshold
     from emseg.train.config import load_config
 
     out = tmp_path / "demo"
@@ -58,7 +58,8 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert is_probability(probabilities)
         labels = np.asarray(open_volume(out / name / "labels.ome.zarr")[:, :, :])
         assert labels.shape == (48, 128, 128)
-        above = np.asarray(probabilities[:, :, :]) >= 128
+        threshold = model_threshold(out / name / "probabilities.ome.zarr")  # the one postprocess uses
+        above = np.asarray(probabilities[:, :, :]) >= threshold * 255
         assert np.count_nonzero((labels > 0) & ~above) <= np.count_nonzero(~above & binary_fill_holes(above))
         with open(out / name / "objects.csv") as f:
             table = list(csv.DictReader(f))
