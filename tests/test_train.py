@@ -194,6 +194,20 @@ def test_finetune_improves_f1_on_new_cell(cell, tmp_path):
     changed = any(not torch.equal(a, b) for a, b in zip(trained.model.state_dict().values(),
                                                           tuned.model.state_dict().values()))
     assert changed and f1_after > f1_before + 0.05, (f1_before, f1_after)
+    assert before.config.class_balance is True  # unset everywhere: ASEM's class-balanced BCE
+
+
+def test_finetune_keeps_the_base_models_loss_unless_set(cell, tmp_path):
+    folder, _ = cell
+    base = config(folder, iterations=1, validate_every=1, output_shape=[16, 16, 16], class_balance=False,
+                  output_dir=str(tmp_path / "base"))
+    train(base, progress=False)
+    new = config(folder, output_shape=[16, 16, 16], output_dir=str(tmp_path / "tuned"))
+    assert new.class_balance is None
+    assert Trainer(new, init_from=str(tmp_path / "base" / "best.pt"), progress=False).config.class_balance is False
+    explicit = new.model_copy(update={"class_balance": True})
+    assert Trainer(explicit, init_from=str(tmp_path / "base" / "best.pt"), progress=False).config.class_balance
+    assert Trainer(new, progress=False).config.class_balance is True
 
 
 @pytest.mark.timeout(300)

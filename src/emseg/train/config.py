@@ -79,7 +79,9 @@ class TrainConfig(Strict):
     learning_rate: float = Field(default=1e-4, gt=0)
     weight_decay: float = 0.0
     loss: Literal["bce", "bce+dice"] = "bce"
-    class_balance: bool = True  # BCE with foreground and background weighing half each (ASEM); false: plain BCE
+    # BCE with foreground and background weighing half each (ASEM); false: plain BCE. Unset: true,
+    # or, when fine-tuning, what the base model was trained with
+    class_balance: bool | None = None
     validate_every: int = Field(default=500, gt=0)
     checkpoint_every: int = Field(default=500, gt=0)
     max_minutes: float | None = None

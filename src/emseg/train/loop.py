@@ -87,6 +87,11 @@ class Trainer:
             state = read_checkpoint(init_from)
             architecture, mcfg = state["architecture"], state["model_config"]
             self.normalization = state["normalization"]
+            if config.class_balance is None:  # fine-tuning keeps the base model's loss
+                base = state.get("training", {}).get("config", {}).get("class_balance")
+                config = self.config = config.model_copy(update={"class_balance": base is not False})
+        if self.config.class_balance is None:
+            self.config = self.config.model_copy(update={"class_balance": True})
         self.architecture, self.model_cfg = architecture, mcfg
         self.model = build(architecture, **mcfg).to(self.device)
         if state is not None:
