@@ -200,6 +200,18 @@ def test_prior_decides_what_the_strokes_do_not_reach():
     assert iou(as_uint8.mask, with_prior) > 0.95
 
 
+def test_prior_keeps_its_finer_boundary_where_the_cut_agrees():
+    """The prior's object is 2 voxels inside the image's ball, a boundary that supervoxels do not follow:
+    where the strokes do not overrule it, the mask takes the prior's voxels (IoU 0.81 by whole nodes)."""
+    from scipy.ndimage import binary_erosion
+
+    raw, left, _ = two_balls()
+    inner = binary_erosion(left, iterations=2)
+    prior = np.where(inner, 0.95, 0.05).astype(np.float32)
+    mask = graph_cut(raw, plane_strokes(left, 12), (8.0, 8.0, 8.0), prior=prior, prior_weight=2.0).mask
+    assert iou(mask, inner) > 0.93
+
+
 def test_bad_prior_is_refused():
     raw, truth = two_regions(shape=(8, 16, 16))
     strokes = np.zeros(raw.shape, np.uint8)

@@ -189,7 +189,8 @@ def graph_cut(
         features (scales ``feature_scales_nm``, default 10, 20, 40 nm); 0 switches it off.
     prior: optional P(object) volume of the same shape (float 0..1, or uint8 0..255 as `emseg predict`
         writes), e.g. a model's prediction that the strokes correct; ``prior_weight`` weighs its
-        −log p term per node (mean probability over the node's voxels).
+        −log p term per node (mean probability over the node's voxels). In nodes where the cut keeps
+        the prior's decision, the mask follows the prior's own voxels (p ≥ 0.5).
     contrast: what the pairwise term's contrast compares between neighbours: ``"intensity"``
         (mean grey value) or ``"probability"`` (the forest's P(object); needs learned_weight > 0).
     supervoxel_nm: supervoxel edge in nm (default 5 voxels of the finest axis).
@@ -289,8 +290,10 @@ def graph_cut(
         learned_obj, learned_bg = probability_costs(p_object)
         unary_obj[:n_slic] += learned_weight * learned_obj
         unary_bg[:n_slic] += learned_weight * learned_bg
+    p_voxels = p_prior = None
     if prior is not None and prior_weight > 0:
-        p_prior = node_means(labels, prior_probability(prior, region, prior_name), count)
+        p_voxels = prior_probability(prior, region, prior_name)
+        p_prior = node_means(labels, p_voxels, count)
         prior_obj, prior_bg = probability_costs(p_prior)
         unary_obj += prior_weight * prior_obj
         unary_bg += prior_weight * prior_bg
@@ -327,6 +330,12 @@ def graph_cut(
     graph.maxflow()
     is_object = ~graph.get_grid_segments(nodes)
     mask = is_object[labels].astype(np.uint8)
+    if p_voxels is not None:
+        # where the cut keeps the prior's decision, keep the prior's finer boundary inside the node too
+        keep = is_object == (p_prior >= 0.5)
+        keep[hard] = False
+        detail = keep[labels]
+        mask[detail] = p_voxels[detail] >= 0.5
     tick("max-flow", t)
     steps.close()
     return GraphCutResult(mask, region, shape, voxel_size, timings, n_slic, slic_labels)  # type: ignore[arg-type]
