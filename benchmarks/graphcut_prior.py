@@ -5,8 +5,9 @@
 
 ROIs: the 33 × 256 × 256 tiles of Lucchi z 132–164 (a grid from y, x = 0) holding ≥ 4 %
 mitochondria. The model never trained on these slices (it trained on z 0–131; z 132–164 chose
-its checkpoint). Probabilities come from `emseg predict` on the whole volume (neighbouring raw
-slices as context), as a user would run it. Strokes: `simulate_strokes` on k planes.
+its threshold). Probabilities come from `emseg predict` on the whole volume (neighbouring raw
+slices as context), as a user would run it; "model alone" is thresholded at the model's stored
+threshold, as `emseg postprocess` does. Strokes: `simulate_strokes` on k planes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from graphcut import iou  # noqa: E402
 
 from emseg.annotate import graph_cut, simulate_strokes  # noqa: E402
 from emseg.io import open_volume  # noqa: E402
+from emseg.models import load  # noqa: E402
 
 HELD_OUT = slice(132, 165)
 
@@ -40,6 +42,7 @@ def main() -> int:
         return 0
     image_path, labels_path = paths
     image = open_volume(image_path)
+    threshold = load("mito").threshold  # the model alone: as `emseg postprocess` thresholds it
     with tempfile.TemporaryDirectory() as tmp:
         prob = probabilities("mito", image, Path(tmp) / "mito.zarr")[HELD_OUT]
     raw_all = np.asarray(image[HELD_OUT])
@@ -47,14 +50,14 @@ def main() -> int:
     weights = [float(w) for w in args.weights.split(",")]
     tiles = [(y, x) for y in range(0, 768 - 255, 256) for x in range(0, 1024 - 255, 256)
              if truth_all[:, y:y + 256, x:x + 256].mean() >= 0.04]
-    print(f"ROIs (z 132:165, 256 × 256 from y, x): {tiles}")
+    print(f"ROIs (z 132:165, 256 × 256 from y, x): {tiles}; model threshold {threshold}")
     header = "| ROI y,x | axis | k | model alone | strokes alone | " + " | ".join(f"strokes + prior (w {w:g})" for w in weights) + " |"
     print(header + "\n" + "|---" * (header.count("|") - 1) + "|")
     scores: dict[tuple, list[float]] = {}
     for y, x in tiles:
         box = (slice(None), slice(y, y + 256), slice(x, x + 256))
         raw, truth, p = raw_all[box], truth_all[box], prob[box]
-        model = iou(p > 0.5, truth)
+        model = iou(p >= threshold, truth)
         for axis_name in ("z", "y"):
             for k in (int(v) for v in args.planes.split(",")):
                 strokes = simulate_strokes(truth, k, axis="zyx".index(axis_name))
