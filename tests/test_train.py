@@ -197,17 +197,29 @@ def test_finetune_improves_f1_on_new_cell(cell, tmp_path):
     assert before.config.class_balance is True  # unset everywhere: ASEM's class-balanced BCE
 
 
-def test_finetune_keeps_the_base_models_loss_unless_set(cell, tmp_path):
+def test_finetune_and_resume_keep_the_models_loss_unless_set(cell, tmp_path):
     folder, _ = cell
     base = config(folder, iterations=1, validate_every=1, output_shape=[16, 16, 16], class_balance=False,
                   output_dir=str(tmp_path / "base"))
     train(base, progress=False)
+    checkpoint = tmp_path / "base" / "best.pt"
     new = config(folder, output_shape=[16, 16, 16], output_dir=str(tmp_path / "tuned"))
     assert new.class_balance is None
-    assert Trainer(new, init_from=str(tmp_path / "base" / "best.pt"), progress=False).config.class_balance is False
+    assert Trainer(new, init_from=str(checkpoint), progress=False).config.class_balance is False
     explicit = new.model_copy(update={"class_balance": True})
-    assert Trainer(explicit, init_from=str(tmp_path / "base" / "best.pt"), progress=False).config.class_balance
-    assert Trainer(new, progress=False).config.class_balance is True
+    assert Trainer(explicit, init_from=str(checkpoint), progress=False).config.class_balance is True
+    # resuming with the option unset keeps the run's plain BCE
+    resumed = Trainer(base.model_copy(update={"class_balance": None, "iterations": 2}), resume=True, progress=False)
+    assert resumed.config.class_balance is False
+    # a fresh run records the resolved default; a checkpoint from before the option means class balance
+    fresh = train(config(folder, iterations=1, validate_every=1, output_shape=[16, 16, 16],
+                         output_dir=str(tmp_path / "fresh")), progress=False)
+    assert fresh.config.class_balance is True
+    state = torch.load(tmp_path / "fresh" / "best.pt", weights_only=False)
+    assert state["training"]["config"]["class_balance"] is True
+    del state["training"]["config"]["class_balance"]
+    torch.save(state, tmp_path / "old.pt")
+    assert Trainer(new, init_from=str(tmp_path / "old.pt"), progress=False).config.class_balance is True
 
 
 @pytest.mark.timeout(300)

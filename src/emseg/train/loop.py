@@ -1,4 +1,4 @@
-"""The training loop: sampler → model → masked balanced loss, validation, checkpoints, logs.
+"""The training loop: sampler → model → masked (class-balanced or plain) loss, validation, checkpoints, logs.
 
 Writes into ``output_dir``: ``last.pt`` (resumable: weights, optimizer, iteration, RNG-free
 state), ``best.pt`` (highest validation F1, chosen automatically), ``log.csv`` and
@@ -83,6 +83,9 @@ class Trainer:
             training = state["training"]
             self.iteration, self.best_f1 = training["iteration"], training.get("best_f1", -1.0)
             self.history = training.get("history", [])
+            if config.class_balance is None:  # a resumed run keeps its loss
+                stored = training.get("config", {}).get("class_balance")
+                config = self.config = config.model_copy(update={"class_balance": stored is not False})
         elif init_from is not None:
             state = read_checkpoint(init_from)
             architecture, mcfg = state["architecture"], state["model_config"]

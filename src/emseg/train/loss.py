@@ -40,7 +40,7 @@ def soft_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) ->
 def training_loss(name: str, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                   class_balance: bool = True) -> torch.Tensor:
     """``"bce"`` or ``"bce+dice"``; the BCE class-balanced (ASEM) or, without ``class_balance``, plain."""
-    loss = (balanced_bce if class_balance else masked_bce)(logits, target, mask)
+    loss = (masked_bce if class_balance is False else balanced_bce)(logits, target, mask)
     if name == "bce+dice":
         loss = loss + soft_dice(logits, target, mask)
     return loss
