@@ -64,7 +64,8 @@ def main() -> int:
                 if not (strokes == 1).any() or not (strokes == 2).any():
                     continue
                 row = [model, iou(graph_cut(raw, strokes, image.voxel_size).mask, truth)]
-                row += [iou(graph_cut(raw, strokes, image.voxel_size, prior=p, prior_weight=w).mask, truth)
+                row += [iou(graph_cut(raw, strokes, image.voxel_size, prior=p, prior_weight=w,
+                                      prior_threshold=threshold).mask, truth)
                         for w in weights]
                 scores.setdefault((axis_name, k), []).append(row)
                 print(f"| {y},{x} | {axis_name} | {k} | " + " | ".join(f"{v:.3f}" for v in row) + " |", flush=True)

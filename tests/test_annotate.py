@@ -208,8 +208,26 @@ def test_prior_keeps_its_finer_boundary_where_the_cut_agrees():
     raw, left, _ = two_balls()
     inner = binary_erosion(left, iterations=2)
     prior = np.where(inner, 0.95, 0.05).astype(np.float32)
-    mask = graph_cut(raw, plane_strokes(left, 12), (8.0, 8.0, 8.0), prior=prior, prior_weight=2.0).mask
+    strokes = plane_strokes(left, 12)
+    strokes[12, 24, 2:6] = 1  # object strokes where the prior says background: they keep their label
+    assert prior[strokes == 1].min() < 0.5
+    mask = graph_cut(raw, strokes, (8.0, 8.0, 8.0), prior=prior, prior_weight=2.0).mask
     assert iou(mask, inner) > 0.93
+    assert mask[strokes == 1].all() and not mask[strokes == 2].any()
+
+
+def test_prior_threshold_counts_as_even_odds():
+    from emseg.annotate.graph_cut import centre_on_threshold
+
+    p = np.array([0.0, 0.2, 0.4, 0.7, 1.0], np.float32)
+    centred = centre_on_threshold(p, 0.4)
+    assert np.allclose(centred, [0.0, 0.25, 0.5, 0.75, 1.0])
+    assert np.array_equal(centre_on_threshold(p, 0.5), p)
+    raw, truth = two_regions(shape=(8, 16, 16))
+    strokes = np.zeros(raw.shape, np.uint8)
+    strokes[4, 8, 4:12], strokes[4, 1, 1:4] = 1, 2
+    with pytest.raises(InvalidValuesError, match="strictly between 0 and 1"):
+        graph_cut(raw, strokes, (8, 8, 8), prior=np.zeros(raw.shape, np.float32), prior_threshold=1.0)
 
 
 def test_bad_prior_is_refused():
@@ -238,3 +256,13 @@ def test_cli_takes_a_prior(tmp_path):
                  "--prior", str(tmp_path / "prob.ome.zarr"), "--prior-weight", "2"]) == 0
     mask = open_volume(out)[:, :, :].astype(bool)
     assert iou(mask, left) > 0.85 and mask[right].mean() < 0.1
+
+    # a map whose model threshold is 0.2 (stored by `emseg predict`): 0.4 on the right ball means object
+    write_ome_zarr(np.where(left, 242, np.where(right, 102, 13)).astype(np.uint8), tmp_path / "p02.ome.zarr",
+                   (8, 8, 8), attrs={"model": {"threshold": 0.2}})
+    args = ["annotate", str(tmp_path / "raw.ome.zarr"), str(tmp_path / "strokes.ome.zarr"), "--overwrite",
+            "--prior", str(tmp_path / "p02.ome.zarr"), "--prior-weight", "4", "--learned-weight", "0"]
+    assert main([*args, "-o", str(tmp_path / "stored.ome.zarr")]) == 0
+    assert open_volume(tmp_path / "stored.ome.zarr")[:, :, :].astype(bool)[right].mean() > 0.9
+    assert main([*args, "-o", str(tmp_path / "even.ome.zarr"), "--prior-threshold", "0.5"]) == 0
+    assert open_volume(tmp_path / "even.ome.zarr")[:, :, :].astype(bool)[right].mean() < 0.1

@@ -33,6 +33,9 @@ def register(app: typer.Typer) -> None:
             help="A probability map of the image's shape (e.g. `emseg predict` output) that the strokes "
                  "correct: adds its -log p term per supervoxel.")] = None,
         prior_weight: Annotated[float, typer.Option(help="Weight of the prior's term.")] = 1.0,
+        prior_threshold: Annotated[Optional[float], typer.Option(
+            help="The prior's decision threshold (default: the one stored with the map by `emseg predict`, "
+                 "else 0.5).")] = None,
         hist_weight: Annotated[float, typer.Option(help="Weight of the intensity-histogram term.")] = 0.0,
         dist_weight: Annotated[float, typer.Option(help="Weight of the distance-to-stroke term.")] = 0.0,
         smoothness: Annotated[float, typer.Option(help="Weight of the contrast-sensitive smoothness term.")] = 1.0,
@@ -65,7 +68,8 @@ def register(app: typer.Typer) -> None:
         prior_volume = None if prior is None else open_volume(prior, volume.voxel_size)
         start = time.perf_counter()
         result = graph_cut(volume, stroke_volume, volume.voxel_size, roi=roi, learned_weight=learned_weight,
-                           prior=prior_volume, prior_weight=prior_weight, hist_weight=hist_weight,
+                           prior=prior_volume, prior_weight=prior_weight,
+                           prior_threshold=prior_threshold, hist_weight=hist_weight,
                            dist_weight=dist_weight, smoothness=smoothness, supervoxel_nm=supervoxel_nm,
                            memory_budget=int(memory_gb * 2**30), ignore_outside=ignore_outside, progress=True)
         attrs = {"emseg": {"annotate": {"roi": [[s.start, s.stop] for s in result.roi], "strokes": strokes,

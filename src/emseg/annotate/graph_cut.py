@@ -146,6 +146,26 @@ def prior_probability(prior, region: Region, name: str) -> np.ndarray:
     return block
 
 
+def prior_decision_threshold(prior, threshold: float | None, name: str) -> float:
+    """``threshold``, or the one `emseg predict` stored with the map (its model's), else 0.5."""
+    if threshold is None:
+        from emseg.postprocess.pipeline import model_threshold
+
+        threshold = model_threshold(prior) if hasattr(prior, "path") else 0.5
+    if not 0 < threshold < 1:
+        raise InvalidValuesError(f"{name}: the prior's threshold must lie strictly between 0 and 1, got {threshold}")
+    return float(threshold)
+
+
+def centre_on_threshold(p: np.ndarray, threshold: float) -> np.ndarray:
+    """P(object) mapped piecewise-linearly so that ``threshold`` becomes 0.5 (0 and 1 stay): the −log p
+    costs then prefer the object exactly where the prior's own decision does."""
+    if threshold == 0.5:
+        return p
+    return np.where(p < threshold, p * np.float32(0.5 / threshold),
+                    0.5 + (p - threshold) * np.float32(0.5 / (1 - threshold))).astype(np.float32)
+
+
 def node_means(labels: np.ndarray, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
     sums = np.bincount(labels.ravel(), weights=values.ravel(), minlength=counts.size)
     return sums / np.maximum(counts, 1)
@@ -163,6 +183,7 @@ def graph_cut(
     learned_weight: float = 1.0,
     prior=None,
     prior_weight: float = 1.0,
+    prior_threshold: float | None = None,
     feature_scales_nm: Sequence[float] | None = None,
     n_trees: int = 60,
     feature_spread: bool = True,
@@ -189,8 +210,10 @@ def graph_cut(
         features (scales ``feature_scales_nm``, default 10, 20, 40 nm); 0 switches it off.
     prior: optional P(object) volume of the same shape (float 0..1, or uint8 0..255 as `emseg predict`
         writes), e.g. a model's prediction that the strokes correct; ``prior_weight`` weighs its
-        −log p term per node (mean probability over the node's voxels). In nodes where the cut keeps
-        the prior's decision, the mask follows the prior's own voxels (p ≥ 0.5).
+        −log p term per node (mean probability over the node's voxels). ``prior_threshold`` is the
+        prior's decision threshold (default: the one `emseg predict` stored with the map, else 0.5);
+        probabilities are rescaled so that it counts as 0.5. In nodes where the cut keeps the prior's
+        decision, the mask follows the prior's own voxels (p ≥ its threshold).
     contrast: what the pairwise term's contrast compares between neighbours: ``"intensity"``
         (mean grey value) or ``"probability"`` (the forest's P(object); needs learned_weight > 0).
     supervoxel_nm: supervoxel edge in nm (default 5 voxels of the finest axis).
@@ -224,6 +247,7 @@ def graph_cut(
     if prior is not None:
         check_shapes(shape, prior.shape, str(name), prior_name, subject="the prior has",
                      hint="pass a probability map predicted on this image")
+        prior_threshold = prior_decision_threshold(prior, prior_threshold, prior_name)
     counts, box = stroke_summary(strokes)
     check_strokes(counts, str(stroke_name))
     check_memory(region, shape, box, memory_budget, str(name), max_slic_voxels if learned_weight > 0 else 0)
@@ -290,10 +314,12 @@ def graph_cut(
         learned_obj, learned_bg = probability_costs(p_object)
         unary_obj[:n_slic] += learned_weight * learned_obj
         unary_bg[:n_slic] += learned_weight * learned_bg
-    p_voxels = p_prior = None
+    prior_says_object = p_prior = None
     if prior is not None and prior_weight > 0:
-        p_voxels = prior_probability(prior, region, prior_name)
+        p_voxels = centre_on_threshold(prior_probability(prior, region, prior_name), prior_threshold)
         p_prior = node_means(labels, p_voxels, count)
+        prior_says_object = p_voxels >= 0.5
+        del p_voxels
         prior_obj, prior_bg = probability_costs(p_prior)
         unary_obj += prior_weight * prior_obj
         unary_bg += prior_weight * prior_bg
@@ -330,12 +356,12 @@ def graph_cut(
     graph.maxflow()
     is_object = ~graph.get_grid_segments(nodes)
     mask = is_object[labels].astype(np.uint8)
-    if p_voxels is not None:
+    if prior_says_object is not None:
         # where the cut keeps the prior's decision, keep the prior's finer boundary inside the node too
         keep = is_object == (p_prior >= 0.5)
-        keep[hard] = False
+        keep[hard] = False  # stroked voxels keep their stroke's label
         detail = keep[labels]
-        mask[detail] = p_voxels[detail] >= 0.5
+        mask[detail] = prior_says_object[detail]
     tick("max-flow", t)
     steps.close()
     return GraphCutResult(mask, region, shape, voxel_size, timings, n_slic, slic_labels)  # type: ignore[arg-type]
