@@ -83,18 +83,13 @@ class Trainer:
             training = state["training"]
             self.iteration, self.best_f1 = training["iteration"], training.get("best_f1", -1.0)
             self.history = training.get("history", [])
-            if config.class_balance is None:  # a resumed run keeps its loss
-                stored = training.get("config", {}).get("class_balance")
-                config = self.config = config.model_copy(update={"class_balance": stored is not False})
         elif init_from is not None:
             state = read_checkpoint(init_from)
             architecture, mcfg = state["architecture"], state["model_config"]
             self.normalization = state["normalization"]
-            if config.class_balance is None:  # fine-tuning keeps the base model's loss
-                base = state.get("training", {}).get("config", {}).get("class_balance")
-                config = self.config = config.model_copy(update={"class_balance": base is not False})
-        if self.config.class_balance is None:
-            self.config = self.config.model_copy(update={"class_balance": True})
+        if config.class_balance is None:  # resumed and fine-tuned runs keep the model's loss; else ASEM's
+            stored = (state or {}).get("training", {}).get("config", {}).get("class_balance")
+            self.config = config.model_copy(update={"class_balance": stored is not False})
         self.architecture, self.model_cfg = architecture, mcfg
         self.model = build(architecture, **mcfg).to(self.device)
         if state is not None:

@@ -11,23 +11,20 @@ def foreground_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, :1] if logits.shape[1] == 1 else (logits[:, 1:2] - logits[:, :1])
 
 
-def balanced_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """BCE where foreground and background inside ``mask`` weigh half each (ASEM style);
-    voxels outside ``mask`` (not annotated) do not count."""
-    logit = foreground_logits(logits)
-    fg = (target * mask).sum()
-    bg = ((1 - target) * mask).sum()
-    w_fg = 0.5 / fg.clamp(min=1.0) if fg > 0 else torch.zeros((), device=logit.device)
-    w_bg = 0.5 / bg.clamp(min=1.0) if bg > 0 else torch.zeros((), device=logit.device)
-    weights = mask * (target * w_fg + (1 - target) * w_bg)
-    if fg == 0 or bg == 0:  # one class only: plain mean over the annotated voxels
-        weights = mask / mask.sum().clamp(min=1.0)
-    return F.binary_cross_entropy_with_logits(logit, target, weight=weights, reduction="sum")
-
-
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Plain BCE averaged over the voxels inside ``mask``: each voxel weighs the same."""
     weights = mask / mask.sum().clamp(min=1.0)
+    return F.binary_cross_entropy_with_logits(foreground_logits(logits), target, weight=weights, reduction="sum")
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BCE where foreground and background inside ``mask`` weigh half each (ASEM style);
+    voxels outside ``mask`` (not annotated) do not count."""
+    fg = (target * mask).sum()
+    bg = ((1 - target) * mask).sum()
+    if fg == 0 or bg == 0:  # one class only: plain mean over the annotated voxels
+        return masked_bce(logits, target, mask)
+    weights = mask * (target * (0.5 / fg.clamp(min=1.0)) + (1 - target) * (0.5 / bg.clamp(min=1.0)))
     return F.binary_cross_entropy_with_logits(foreground_logits(logits), target, weight=weights, reduction="sum")
 
 
