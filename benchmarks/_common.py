@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: peak memory of a child process, tables, Lucchi paths."""
+"""Helpers shared by the benchmark scripts: peak memory of a child process, tables, the Lucchi volumes."""
 
 from __future__ import annotations
 
@@ -48,10 +48,13 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def lucchi_paths(data: Path) -> tuple[Path, Path] | None:
-    """(training image, mitochondria labels) of Lucchi under ``data``, or None (with a message) if absent."""
+def lucchi_volumes(data: Path):
+    """(training image, mitochondria labels) of Lucchi under ``data`` as opened `Volume`s, or None
+    (with a message) if absent."""
+    from emseg.io import open_volume
+
     image, labels = data / "lucchi" / "train_image.tif", data / "lucchi" / "train_mito.tif"
     if not image.exists():
         print(f"skipped: Lucchi data not found at {image} (pass --data DIR)")
         return None
-    return image, labels
+    return open_volume(image), open_volume(labels)

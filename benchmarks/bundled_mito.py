@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from _common import DEFAULT_DATA, lucchi_paths  # noqa: E402
+from _common import DEFAULT_DATA, lucchi_volumes  # noqa: E402
 
 from emseg.io import array_volume, open_volume  # noqa: E402
 from emseg.masks import boundary_exclusion_mask  # noqa: E402
@@ -57,16 +57,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the scores here")
     parser.add_argument("--tta", action="store_true", help="predict with flip test-time augmentation")
     args = parser.parse_args()
-    paths = lucchi_paths(args.data)
-    if paths is None:
+    volumes = lucchi_volumes(args.data)
+    if volumes is None:
         return 0
-    image_path, labels_path = paths
+    image, labels_volume = volumes
     from emseg.postprocess.pipeline import PostprocessConfig, postprocess
 
     loaded = load(args.model)
     threshold = loaded.threshold
-    image = open_volume(image_path)
-    truth_all = open_volume(labels_path)[:, :, :] > 0
+    truth_all = labels_volume[:, :, :] > 0
     truth = truth_all[HELD_OUT]
     metric = boundary_exclusion_mask(truth.astype(np.uint8), 4) > 0  # ASEM's mito width, at 5 nm: 20 nm
     half = 16

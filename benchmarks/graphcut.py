@@ -27,10 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from _common import DEFAULT_DATA, lucchi_paths  # noqa: E402
+from _common import DEFAULT_DATA, lucchi_volumes  # noqa: E402
 
 from emseg.annotate import graph_cut, simulate_strokes  # noqa: E402
-from emseg.io import open_volume  # noqa: E402
 
 warnings.filterwarnings("ignore", message="The probability range is outside")
 
@@ -90,12 +89,10 @@ def main() -> int:
                         "(it takes 1-2 min per run on a shared 2-core CPU)")
     parser.add_argument("--no-timing", action="store_true", help="skip the 256³ timing runs")
     args = parser.parse_args()
-    paths = lucchi_paths(args.data)
-    if paths is None:
+    volumes = lucchi_volumes(args.data)
+    if volumes is None:
         return 0
-    image_path, labels_path = paths
-    image = open_volume(image_path)
-    labels = open_volume(labels_path)
+    image, labels = volumes
     voxel_size = image.voxel_size
     rois = (TUNING_ROIS if args.tuning else WIDE_ROIS if args.rois == "wide" else args.rois).split(";")
     print(f"Lucchi at {voxel_size} nm; {'TUNING' if args.tuning else 'scored'} ROIs {rois}; defaults tuned on "

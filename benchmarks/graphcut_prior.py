@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import DEFAULT_DATA, lucchi_paths  # noqa: E402
+from _common import DEFAULT_DATA, lucchi_volumes  # noqa: E402
 from bundled_mito import probabilities  # noqa: E402
 from graphcut import iou  # noqa: E402
 
 from emseg.annotate import graph_cut, simulate_strokes  # noqa: E402
-from emseg.io import open_volume  # noqa: E402
 from emseg.models import load  # noqa: E402
 
 HELD_OUT = slice(132, 165)
@@ -37,16 +36,15 @@ def main() -> int:
     parser.add_argument("--weights", default="1,3", help="prior weights to score")
     parser.add_argument("--planes", default="1,3")
     args = parser.parse_args()
-    paths = lucchi_paths(args.data)
-    if paths is None:
+    volumes = lucchi_volumes(args.data)
+    if volumes is None:
         return 0
-    image_path, labels_path = paths
-    image = open_volume(image_path)
+    image, labels = volumes
     threshold = load("mito").threshold  # the model alone: as `emseg postprocess` thresholds it
     with tempfile.TemporaryDirectory() as tmp:
         prob = probabilities("mito", image, Path(tmp) / "mito.zarr")[HELD_OUT]
     raw_all = np.asarray(image[HELD_OUT])
-    truth_all = np.asarray(open_volume(labels_path)[HELD_OUT]) > 0
+    truth_all = np.asarray(labels[HELD_OUT]) > 0
     weights = [float(w) for w in args.weights.split(",")]
     tiles = [(y, x) for y in range(0, 768 - 255, 256) for x in range(0, 1024 - 255, 256)
              if truth_all[:, y:y + 256, x:x + 256].mean() >= 0.04]
