@@ -2,12 +2,11 @@
 
 imagehash resizes the image to 9 × 8 with Pillow's LANCZOS filter (two separable passes,
 horizontal first, 22-bit fixed-point coefficients, each pass rounded and clipped to uint8),
-then compares neighbouring columns. Here both passes are matrix products with the same
-integer coefficients. The large horizontal one runs in float32 on a few patches at a time (so
-the buffers stay in cache); its rounding error is bounded (Higham's γ_n · Σ|p·k|, n the number of
-non-zero taps), and each value that lies within that bound of a rounding boundary (about 0.6 %)
-is recomputed exactly in float64.
-The small vertical pass runs in float64, which is exact. Bit ``k`` of the 64-bit result (most
+then compares neighbouring columns. Here both passes use Pillow's integer coefficients, in one
+compiled loop per patch (`dhash_kernel`, numba). The horizontal pass sums in float32; its
+rounding error is bounded (Higham's γ_n · Σ|p·k|, n the number of non-zero taps), and each value
+that lies within that bound of a rounding boundary (about 0.6 %) is recomputed exactly in
+float64. The vertical pass runs in float64, which is exact. Bit ``k`` of the 64-bit result (most
 significant first) is ``pixels[k // 8, k % 8 + 1] > pixels[k // 8, k % 8]``, so
 ``int(str(imagehash.dhash(im)), 16)`` equals ``dhash(...)``.
 """
@@ -24,7 +23,6 @@ HASH_SIZE = 8
 PRECISION_BITS = 22  # Pillow: 32 - 8 - 2
 _SCALE = float(1 << PRECISION_BITS)
 _HALF = float(1 << (PRECISION_BITS - 1))
-BATCH = 16  # patches per matrix product: 16 × 224 × 224 float32 = 3.2 MB, within L3
 
 
 @lru_cache(maxsize=8)
@@ -61,11 +59,6 @@ def _lanczos(x: float) -> float:
     return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
 
 
-def _round_clip(sums: np.ndarray) -> np.ndarray:
-    """Pillow's ``clip8``: floor((s + 2**21) / 2**22) clipped to 0..255 (exact for integer sums)."""
-    return np.clip(np.floor((sums + _HALF) / _SCALE), 0, 255)
-
-
 @lru_cache(maxsize=8)
 def _horizontal_coeffs(in_size: int) -> tuple[np.ndarray, np.ndarray, np.float32]:
     """float32 coefficients scaled to output levels, the exact float64 ones (transposed), and the
@@ -79,48 +72,32 @@ def _horizontal_coeffs(in_size: int) -> tuple[np.ndarray, np.ndarray, np.float32
     unit = 2.0**-24
     gamma = taps * unit / (1 - taps * unit)
     worst = gamma * 255 * np.abs(kh).sum(axis=0).max() / _SCALE + 2.0**-15
-    return (kh / _SCALE).astype(np.float32), np.ascontiguousarray(kh.T), np.float32(0.5 - worst)
+    exact = np.ascontiguousarray(kh.T)
+    return (exact / _SCALE).astype(np.float32), exact, np.float32(0.5 - worst)
 
 
-def _bits_to_uint64(diff: np.ndarray) -> np.ndarray:
-    """(N, 64) bool, most significant first → (N,) uint64."""
-    packed = np.packbits(diff, axis=1)  # (N, 8) big-endian bytes
-    return packed.view(">u8").ravel().astype(np.uint64)
+def _nonzero_span(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``matrix``, the [first, last + 1) columns holding its non-zero coefficients."""
+    nonzero = matrix != 0
+    first = nonzero.argmax(axis=1)
+    last = matrix.shape[1] - nonzero[:, ::-1].argmax(axis=1)
+    return first.astype(np.int64), last.astype(np.int64)
 
 
-def dhash_square(patches: np.ndarray, batch: int = BATCH) -> np.ndarray:
+def dhash_square(patches: np.ndarray) -> np.ndarray:
     """dHash of a stack of equally sized uint8 patches (N, H, W) → (N,) uint64."""
+    from emseg.curate.dhash_kernel import hashes
+
     patches = np.asarray(patches)
     if patches.ndim != 3 or patches.dtype != np.uint8:
         raise ValueError(f"dhash expects (N, H, W) uint8 patches, got {patches.shape} {patches.dtype}")
     n, h, w = patches.shape
-    k32, exact_t, limit = _horizontal_coeffs(w)
-    kv_t = np.ascontiguousarray(lanczos_matrix(h, HASH_SIZE).T.astype(np.float64))
+    k32, k_exact, limit = _horizontal_coeffs(w)
+    lo, hi = _nonzero_span(k_exact)
+    k_vert = np.ascontiguousarray(lanczos_matrix(h, HASH_SIZE).T.astype(np.float64))
+    vlo, vhi = _nonzero_span(k_vert)
     out = np.empty(n, dtype=np.uint64)
-    pixels = np.empty((batch * h, w), np.float32)
-    levels = np.empty((batch * h, HASH_SIZE + 1), np.float32)
-    rounded = np.empty_like(levels)
-    for start in range(0, n, batch):
-        rows = patches[start:start + batch].reshape(-1, w)
-        b = len(rows) // h
-        px, lv, rd = pixels[: len(rows)], levels[: len(rows)], rounded[: len(rows)]
-        # horizontal pass: float32 product, then the few values near a rounding boundary exactly
-        np.copyto(px, rows, casting="unsafe")
-        np.matmul(px, k32, out=lv)
-        np.add(lv, np.float32(0.5), out=rd)
-        np.floor(rd, out=rd)
-        np.subtract(lv, rd, out=lv)
-        np.abs(lv, out=lv)  # distance to the rounded level; 0.5 would be a boundary
-        doubtful = np.flatnonzero(lv > limit)
-        if doubtful.size:
-            r, c = np.divmod(doubtful, HASH_SIZE + 1)
-            exact = np.einsum("ij,ij->i", rows[r].astype(np.float64), exact_t[c]) + _HALF
-            rd.ravel()[doubtful] = np.floor(exact / _SCALE)
-        np.clip(rd, 0, 255, out=rd)
-        # vertical pass in float64: exact
-        small = _round_clip(np.matmul(kv_t, rd.reshape(b, h, HASH_SIZE + 1).astype(np.float64)))
-        diff = small[:, :, 1:] > small[:, :, :-1]
-        out[start:start + b] = _bits_to_uint64(diff.reshape(b, -1))
+    hashes(np.ascontiguousarray(patches), k32, k_exact, lo, hi, limit, k_vert, vlo, vhi, out)
     return out
 
 
