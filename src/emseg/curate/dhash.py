@@ -85,7 +85,12 @@ def _nonzero_span(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def dhash_square(patches: np.ndarray) -> np.ndarray:
-    """dHash of a stack of equally sized uint8 patches (N, H, W) → (N,) uint64."""
+    """dHash of a stack of equally sized uint8 patches (N, H, W) → (N,) uint64.
+
+    Bit-identical to imagehash for patches at least as wide as tall (emseg's are 224 × 224); on
+    taller ones some bits differ (seen on 30 × 17 and 224 × 100), likely a different pass order
+    in Pillow.
+    """
     from emseg.curate.dhash_kernel import hashes
 
     patches = np.asarray(patches)
