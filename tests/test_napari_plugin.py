@@ -210,6 +210,24 @@ def test_annotate_widget(viewer, qtbot, tmp_path, sample):
     screenshot(viewer, None, "annotate", tmp_path, reset=False)
 
 
+def test_annotate_prior_threshold_comes_from_the_map(viewer, tmp_path):
+    """A prior layer read from a map that `emseg predict` wrote uses its model's threshold."""
+    from emseg.io import write_ome_zarr
+    from emseg.napari_plugin.annotate import AnnotateWidget, layer_model_threshold
+
+    probabilities = np.full((8, 16, 16), 100, np.uint8)
+    write_ome_zarr(probabilities, tmp_path / "p.ome.zarr", (8, 8, 8), attrs={"model": {"threshold": 0.3}})
+    write_ome_zarr(probabilities, tmp_path / "plain.ome.zarr", (8, 8, 8))
+    stored = viewer.add_image(probabilities, name="stored", metadata={"source": str(tmp_path / "p.ome.zarr")})
+    plain = viewer.add_image(probabilities, name="plain", metadata={"source": str(tmp_path / "plain.ome.zarr")})
+    missing = viewer.add_image(probabilities, name="missing", metadata={"source": str(tmp_path / "gone.zarr")})
+    assert layer_model_threshold(stored) == pytest.approx(0.3)
+    assert layer_model_threshold(plain) is None and layer_model_threshold(missing) is None
+    assert layer_model_threshold(viewer.add_image(probabilities, name="unsaved")) is None
+    widget = AnnotateWidget(viewer)
+    assert widget.prior_threshold.value() == 0  # 0 shows "from the map's model, else 0.5"
+
+
 @pytest.mark.timeout(300)
 def test_finetune_widget(viewer, qtbot, tmp_path, sample):
     import torch

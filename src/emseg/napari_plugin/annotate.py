@@ -46,6 +46,20 @@ def save_training_source(raw: np.ndarray, mask: np.ndarray, roi, voxel_size, fol
     return training_source_entry(raw_path, mask_path, sample_path, roi), yaml_path
 
 
+def layer_model_threshold(layer) -> float | None:
+    """The model threshold `emseg predict` stored with the map a layer was read from (its source
+    path, or ``metadata["source"]``); None when the layer has no such file."""
+    from emseg.postprocess.pipeline import model_threshold
+
+    path = getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("source")
+    if not path:
+        return None
+    try:
+        return model_threshold(str(path), default=None)
+    except Exception:  # noqa: BLE001 — a file emseg cannot read has no stored threshold
+        return None
+
+
 def mask_roi(layer) -> tuple[slice, slice, slice]:
     """The annotated ROI stored with a graph-cut mask layer (default: the whole volume)."""
     roi = layer.metadata.get("emseg_roi")
@@ -70,6 +84,10 @@ class AnnotateWidget(EmsegDock):
         self.smoothness.setRange(0.0, 10.0)
         self.smoothness.setSingleStep(0.1)
         self.smoothness.setValue(1.0)  # graph_cut's default
+        self.prior_threshold = QDoubleSpinBox()
+        self.prior_threshold.setRange(0.0, 0.99)
+        self.prior_threshold.setSingleStep(0.05)
+        self.prior_threshold.setSpecialValueText("from the map's model, else 0.5")  # shown at 0
         self.folder = PathEdit("folder for the training source")
         self.save_button = QPushButton("Save as training source")
         self.save_button.clicked.connect(self.save)
@@ -80,6 +98,7 @@ class AnnotateWidget(EmsegDock):
         form.addRow("background strokes", self.background_strokes)
         form.addRow("ROI", self.roi)
         form.addRow("model prior (optional)", self.prior)
+        form.addRow("prior threshold", self.prior_threshold)
         form.addRow("smoothness", self.smoothness)
         form.addRow(self.run_button)
         form.addRow("mask", self.mask)
@@ -112,13 +131,15 @@ class AnnotateWidget(EmsegDock):
                 raise ValueError("choose the image and both stroke layers")
             raw = layer_array(image)
             strokes = combine_strokes(layer_array(obj), layer_array(bg))
-            prior = self.prior.layer()
-            prior = None if prior is None else layer_array(prior)
+            prior_layer = self.prior.layer()
+            prior = None if prior_layer is None else layer_array(prior_layer)
+            threshold = self.prior_threshold.value() or (None if prior_layer is None else
+                                                         layer_model_threshold(prior_layer))
         except Exception as error:  # noqa: BLE001 — shown to the user
             self.fail(error)
             return
         self.start(graph_cut, raw, strokes, layer_voxel_size(image), roi=self.roi.text().strip() or None,
-                   smoothness=self.smoothness.value(), prior=prior,
+                   smoothness=self.smoothness.value(), prior=prior, prior_threshold=threshold,
                    busy="graph cut: supervoxels, max-flow/min-cut",
                    on_return=lambda result: self._show(result, image.scale[-3:]))
 

@@ -138,7 +138,7 @@ def stored_kind(volume) -> str:
     return str(stored_attrs(volume).get("kind", ""))
 
 
-def model_threshold(source, default: float = 0.5) -> float:
+def model_threshold(source, default: float | None = 0.5) -> float | None:
     """The threshold stored with the model that predicted ``source`` (chosen by validation F1
     when it was trained with ``threshold: auto``), else ``default``."""
     threshold = stored_attrs(open_input(source)).get("model", {}).get("threshold")
