@@ -36,6 +36,25 @@ def test_exact_recomputation_alone_equals_imagehash(rng):
     assert np.array_equal(out, reference(patches))
 
 
+def test_kernel_compiles_where_numba_cannot_cache(monkeypatch):
+    """A read-only install under an unwritable home: no cache, but no failure either."""
+    import numba
+    import numba.core.caching as caching
+
+    from emseg.curate.dhash_kernel import _njit
+
+    def read_only(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    def twice(x):
+        return 2 * x
+
+    monkeypatch.setattr(caching._CacheLocator, "ensure_cache_path", read_only)
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(twice)
+    assert _njit()(twice)(21) == 42
+
+
 @pytest.mark.timeout(60)
 def test_dhash_equals_imagehash_on_real_patches(shared_data):
     import tifffile

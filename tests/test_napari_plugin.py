@@ -226,6 +226,18 @@ def test_annotate_prior_threshold_comes_from_the_map(viewer, tmp_path):
     assert layer_model_threshold(viewer.add_image(probabilities, name="unsaved")) is None
     widget = AnnotateWidget(viewer)
     assert widget.prior_threshold.value() == 0  # 0 shows "from the map's model, else 0.5"
+    viewer.add_image(np.zeros((8, 16, 16), np.uint8), name="raw")
+    widget.image.select("raw")
+    widget.add_stroke_layers()
+    viewer.layers["object strokes"].data[4, 4, 4] = 1
+    viewer.layers["background strokes"].data[4, 12, 12] = 2
+    calls = []
+    widget.start = lambda *args, **kwargs: calls.append(kwargs)  # what run() would hand to graph_cut
+    for layer, typed, want in (("stored", 0, 0.3), ("plain", 0, None), ("stored", 0.65, 0.65)):
+        widget.prior.select(layer)
+        widget.prior_threshold.setValue(typed)
+        widget.run()
+        assert calls[-1]["prior_threshold"] == (pytest.approx(want) if want else None)
 
 
 @pytest.mark.timeout(300)

@@ -1,4 +1,4 @@
-"""Difference hash (dHash), vectorised over a batch of patches, bit-identical to `imagehash.dhash`.
+"""Difference hash (dHash) of a stack of patches, bit-identical to `imagehash.dhash`.
 
 imagehash resizes the image to 9 × 8 with Pillow's LANCZOS filter (two separable passes,
 horizontal first, 22-bit fixed-point coefficients, each pass rounded and clipped to uint8),
@@ -61,7 +61,7 @@ def _lanczos(x: float) -> float:
 
 @lru_cache(maxsize=8)
 def _horizontal_coeffs(in_size: int) -> tuple[np.ndarray, np.ndarray, np.float32]:
-    """float32 coefficients scaled to output levels, the exact float64 ones (transposed), and the
+    """(9, in_size) float32 coefficients scaled to output levels, the same exact as float64, and the
     doubt limit: a value whose distance to its rounded level exceeds it may round either way.
 
     float32's worst-case error of a 0..255 row times a column is γ_n · Σ|p·k| (Higham) with n the
@@ -87,9 +87,9 @@ def _nonzero_span(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dhash_square(patches: np.ndarray) -> np.ndarray:
     """dHash of a stack of equally sized uint8 patches (N, H, W) → (N,) uint64.
 
-    Bit-identical to imagehash for patches at least as wide as tall (emseg's are 224 × 224); on
-    taller ones some bits differ (seen on 30 × 17 and 224 × 100), likely a different pass order
-    in Pillow.
+    Bit-identical to imagehash for patches at least as wide as tall (emseg's are 224 × 224).
+    Pillow picks its pass order by cost and runs the vertical pass first on much taller images,
+    which this does not reproduce: some bits then differ (seen on 224 × 100, 30 × 17).
     """
     from emseg.curate.dhash_kernel import hashes
 

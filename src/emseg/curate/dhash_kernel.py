@@ -17,9 +17,23 @@ from emseg.curate.dhash import _SCALE as SCALE
 from emseg.curate.dhash import HASH_SIZE
 
 _FAST = {"reassoc", "contract"}  # lets LLVM vectorise the sums below
+# numba's cache is keyed on this file alone: the constants imported above (Pillow's, fixed) are
+# frozen into the cached machine code.
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _njit(**options):
+    """``numba.njit`` with an on-disk cache where numba finds a writable place for one (the
+    package's ``__pycache__``, a user cache directory or ``NUMBA_CACHE_DIR``), else without:
+    a read-only install under an unwritable home then compiles once per process instead of failing."""
+    def decorate(function):
+        try:
+            return numba.njit(cache=True, nogil=True, **options)(function)
+        except RuntimeError:  # "cannot cache function …: no locator available"
+            return numba.njit(cache=False, nogil=True, **options)(function)
+    return decorate
+
+
+@_njit(fastmath=_FAST)
 def _row_sums(row, k, sums):
     """sums[j] = Σ_x row[x] · k[j, x] in float32 for the 9 outputs of one row (k: (9, w) float32)."""
     k0, k1, k2, k3, k4, k5, k6, k7, k8 = k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8]
@@ -39,7 +53,7 @@ def _row_sums(row, k, sums):
     sums[5], sums[6], sums[7], sums[8] = s5, s6, s7, s8
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+@_njit(fastmath=_FAST)
 def _dot(a, b):
     acc = 0.0
     for i in range(a.shape[0]):
@@ -47,13 +61,13 @@ def _dot(a, b):
     return acc
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit()
 def _clip8(total):
     """Pillow's clip8 of an exact integer sum: floor((s + 2**21) / 2**22) clipped to 0..255."""
     return min(max(np.floor((total + HALF) / SCALE), 0.0), 255.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit()
 def hashes(patches, k32, k_exact, lo, hi, limit, k_vert, vlo, vhi, out):
     """dHash of each (h, w) uint8 patch in ``patches`` into ``out`` (uint64).
 

@@ -49,13 +49,13 @@ def save_training_source(raw: np.ndarray, mask: np.ndarray, roi, voxel_size, fol
 def layer_model_threshold(layer) -> float | None:
     """The model threshold `emseg predict` stored with the map a layer was read from (its source
     path, or ``metadata["source"]``); None when the layer has no such file."""
-    from emseg.postprocess.pipeline import model_threshold
+    from emseg.postprocess.pipeline import stored_model_threshold
 
     path = getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("source")
     if not path:
         return None
     try:
-        return model_threshold(str(path), default=None)
+        return stored_model_threshold(str(path))
     except Exception:  # noqa: BLE001 — a file emseg cannot read has no stored threshold
         return None
 
@@ -85,7 +85,8 @@ class AnnotateWidget(EmsegDock):
         self.smoothness.setSingleStep(0.1)
         self.smoothness.setValue(1.0)  # graph_cut's default
         self.prior_threshold = QDoubleSpinBox()
-        self.prior_threshold.setRange(0.0, 0.99)
+        self.prior_threshold.setDecimals(3)
+        self.prior_threshold.setRange(0.0, 0.999)
         self.prior_threshold.setSingleStep(0.05)
         self.prior_threshold.setSpecialValueText("from the map's model, else 0.5")  # shown at 0
         self.folder = PathEdit("folder for the training source")

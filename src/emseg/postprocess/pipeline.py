@@ -138,11 +138,17 @@ def stored_kind(volume) -> str:
     return str(stored_attrs(volume).get("kind", ""))
 
 
-def model_threshold(source, default: float | None = 0.5) -> float | None:
+def stored_model_threshold(source) -> float | None:
     """The threshold stored with the model that predicted ``source`` (chosen by validation F1
-    when it was trained with ``threshold: auto``), else ``default``."""
+    when it was trained with ``threshold: auto``), None if there is none."""
     threshold = stored_attrs(open_input(source)).get("model", {}).get("threshold")
-    return float(threshold) if isinstance(threshold, (int, float)) else default
+    return float(threshold) if isinstance(threshold, (int, float)) else None
+
+
+def model_threshold(source, default: float = 0.5) -> float:
+    """`stored_model_threshold`, else ``default``."""
+    threshold = stored_model_threshold(source)
+    return default if threshold is None else threshold
 
 
 def postprocess_classes(
