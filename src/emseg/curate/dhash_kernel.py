@@ -1,6 +1,6 @@
 """Compiled (numba) dHash kernel: both LANCZOS passes, the rounding and the bits, one patch at a time.
 
-The horizontal pass (≈ 90 % of the work) sums in float32, nine outputs per image row at once so
+The horizontal pass (≈ 75 % of the time) sums in float32, nine outputs per image row at once so
 each pixel is loaded and converted once; `dhash._horizontal_coeffs` bounds its rounding error,
 and each sum within that bound of a rounding boundary is recomputed exactly. Every other value
 is an exact integer sum in float64 (8-bit pixels times 22-bit Pillow coefficients, < 2**53), so
