@@ -25,14 +25,12 @@ def test_dhash_equals_imagehash_on_random_and_flat(rng):
 
 def test_exact_recomputation_alone_equals_imagehash(rng):
     """The kernel's exact path (normally ~0.6 % of the sums), forced on for every sum."""
-    from emseg.curate.dhash import _horizontal_coeffs, _nonzero_span, lanczos_matrix
+    from emseg.curate.dhash import kernel_arguments
     from emseg.curate.dhash_kernel import hashes
 
     patches = rng.integers(0, 256, (20, 224, 224), dtype=np.uint8)
-    k32, k_exact, _ = _horizontal_coeffs(224)
-    k_vert = np.ascontiguousarray(lanczos_matrix(224, 8).T.astype(np.float64))
     out = np.empty(len(patches), np.uint64)
-    hashes(patches, k32, k_exact, *_nonzero_span(k_exact), np.float32(-1.0), k_vert, *_nonzero_span(k_vert), out)
+    hashes(patches, *kernel_arguments(224, 224)._replace(limit=np.float32(-1.0)), out)
     assert np.array_equal(out, reference(patches))
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,7 +60,6 @@ def _lanczos(x: float) -> float:
     return _sinc(x) * _sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
 
 
-@lru_cache(maxsize=8)
 def _horizontal_coeffs(in_size: int) -> tuple[np.ndarray, np.ndarray, np.float32]:
     """(9, in_size) float32 coefficients scaled to output levels, the same exact as float64, and the
     doubt limit: a value whose distance to its rounded level exceeds it may round either way.
@@ -84,6 +84,27 @@ def _nonzero_span(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first.astype(np.int64), last.astype(np.int64)
 
 
+class KernelArguments(NamedTuple):
+    """The coefficients `dhash_kernel.hashes` takes for one patch shape, in its argument order."""
+
+    k32: np.ndarray  # (9, w) float32 horizontal coefficients scaled by 2**-22
+    k_exact: np.ndarray  # the same as float64 integers
+    lo: np.ndarray  # per output, the [lo, hi) columns of its non-zero coefficients
+    hi: np.ndarray
+    limit: np.float32  # the doubt limit of `_horizontal_coeffs`
+    k_vert: np.ndarray  # (8, h) float64 integer vertical coefficients
+    vlo: np.ndarray
+    vhi: np.ndarray
+
+
+@lru_cache(maxsize=8)
+def kernel_arguments(h: int, w: int) -> KernelArguments:
+    """All coefficients for (h, w) patches, derived once per shape."""
+    k32, k_exact, limit = _horizontal_coeffs(w)
+    k_vert = np.ascontiguousarray(lanczos_matrix(h, HASH_SIZE).T.astype(np.float64))
+    return KernelArguments(k32, k_exact, *_nonzero_span(k_exact), limit, k_vert, *_nonzero_span(k_vert))
+
+
 def dhash_square(patches: np.ndarray) -> np.ndarray:
     """dHash of a stack of equally sized uint8 patches (N, H, W) → (N,) uint64.
 
@@ -97,12 +118,8 @@ def dhash_square(patches: np.ndarray) -> np.ndarray:
     if patches.ndim != 3 or patches.dtype != np.uint8:
         raise ValueError(f"dhash expects (N, H, W) uint8 patches, got {patches.shape} {patches.dtype}")
     n, h, w = patches.shape
-    k32, k_exact, limit = _horizontal_coeffs(w)
-    lo, hi = _nonzero_span(k_exact)
-    k_vert = np.ascontiguousarray(lanczos_matrix(h, HASH_SIZE).T.astype(np.float64))
-    vlo, vhi = _nonzero_span(k_vert)
     out = np.empty(n, dtype=np.uint64)
-    hashes(np.ascontiguousarray(patches), k32, k_exact, lo, hi, limit, k_vert, vlo, vhi, out)
+    hashes(np.ascontiguousarray(patches), *kernel_arguments(h, w), out)
     return out
 
 

@@ -69,12 +69,9 @@ def _clip8(total):
 
 @_njit()
 def hashes(patches, k32, k_exact, lo, hi, limit, k_vert, vlo, vhi, out):
-    """dHash of each (h, w) uint8 patch in ``patches`` into ``out`` (uint64).
-
-    k32: (9, w) float32 horizontal coefficients scaled by 2**-22; k_exact: the same as float64
-    integers, non-zero in [lo, hi); limit: a sum farther than this from its nearest integer may
-    round either way and is recomputed exactly; k_vert: (8, h) float64 integer vertical
-    coefficients, non-zero in [vlo, vhi).
+    """dHash of each (h, w) uint8 patch in ``patches`` into ``out`` (uint64); the coefficient
+    arguments are `dhash.KernelArguments`. A horizontal sum farther than ``limit`` from its
+    nearest integer may round either way and is recomputed exactly.
     """
     n, h, w = patches.shape
     levels = np.empty((HASH_SIZE + 1, h), np.float64)
