@@ -61,13 +61,15 @@ def augment_block(source, out_start, input_shape, output_shape, cfg: Augment, rn
     target = source.target.read(read_start, read_shape)
     mask = (source.sample_mask.read(read_start, read_shape) > 0).astype(np.uint8) \
         if source.sample_mask is not None else np.ones(read_shape, np.uint8)
+    crop = tuple(slice(c, c + o) for c, o in zip(context, output_shape))
     if elastic:
         coords = warp_coordinates(input_shape, margin, cfg, rotate, rng)
         raw = ndimage.map_coordinates(raw, coords, order=1, mode="mirror", output=np.float32)
-        target = ndimage.map_coordinates(target, coords, order=0, mode="mirror")
-        mask = ndimage.map_coordinates(mask, coords, order=0, mode="constant", cval=0)
-    crop = tuple(slice(c, c + o) for c, o in zip(context, output_shape))
-    target, mask = target[crop], mask[crop]
+        out_coords = coords[(slice(None), *crop)]  # target and mask are only needed on the output block
+        target = ndimage.map_coordinates(target, out_coords, order=0, mode="mirror")
+        mask = ndimage.map_coordinates(mask, out_coords, order=0, mode="constant", cval=0)
+    else:
+        target, mask = target[crop], mask[crop]
     if cfg.mirror:
         for axis in range(3):
             if rng.random() < 0.5:
