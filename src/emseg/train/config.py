@@ -87,6 +87,9 @@ class TrainConfig(Strict):
     max_minutes: float | None = None
     threshold: Union[float, Literal["auto"]] = 0.5
     lr_schedule: Literal["constant", "cosine"] = "constant"
+    # bf16: forward and backward under bfloat16 autocast (weights and optimizer stay float32); about 2.4x
+    # faster on CPUs with AVX512-BF16 or AMX and on recent GPUs, much slower on CPUs without them
+    precision: Literal["fp32", "bf16"] = "fp32"
     augment: Augment = Augment()
     sampling: Sampling = Sampling()
     normalization: dict[str, float] | None = None

@@ -132,8 +132,9 @@ class Trainer:
             self.set_learning_rate(max((self.iteration - first) / max(total - first, 1),
                                        (time.perf_counter() - start) / budget))
             batch = next(data)
-            logits = self.model(batch["raw"].to(self.device))
-            loss = training_loss(self.config.loss, logits, batch["target"].to(self.device),
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+                logits = self.model(batch["raw"].to(self.device))
+            loss = training_loss(self.config.loss, logits.float(), batch["target"].to(self.device),
                                  batch["mask"].to(self.device), self.config.class_balance)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
