@@ -239,7 +239,7 @@ def test_auto_threshold_and_cosine_schedule(cell, tmp_path):
         assert auto["f1"] >= validate(trainer.model, trainer.val_sources, trainer.normalization, t)["f1"]
 
 
-@pytest.mark.parametrize("name", ["mito_lucchi.yaml", "mito_lucchi_asem.yaml"])
+@pytest.mark.parametrize("name", ["mito_lucchi.yaml", "mito_lucchi_asem.yaml", "mito_lucchi_v4.yaml"])
 def test_shipped_configs_parse_and_build(name):
     """The configs in configs/ validate, and their networks produce the output block they ask for."""
     from pathlib import Path
@@ -254,3 +254,62 @@ def test_shipped_configs_parse_and_build(name):
     if name == "mito_lucchi_asem.yaml":  # ASEM: 204^3 -> 116^3, about 5.8 M parameters
         assert tuple(net.input_shape_for(config.output_shape)) == (204, 204, 204)
         assert 5.7e6 < sum(p.numel() for p in net.parameters()) < 5.9e6
+
+
+def test_elastic_warp_of_target_equals_the_cropped_full_warp():
+    """Target and mask are warped on the output block only: the same voxels as warping the
+    whole input block and cropping it."""
+    from scipy import ndimage
+
+    from emseg.train.augment import augment_block, warp_coordinates
+    from emseg.train.data import RegionReader, SourceData
+
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 255, (40, 60, 60), dtype=np.uint8)
+    labels = (ndimage.gaussian_filter(raw.astype(float), 3) > 127).astype(np.uint8)
+    roi = tuple(slice(0, n) for n in raw.shape)
+    source = SourceData("s", RegionReader(raw, roi), RegionReader(labels, roi), None, None, "nonzero", None,
+                        (5.0, 5.0, 5.0), 1.0)
+    cfg = Augment(elastic_probability=1.0, mirror=False, transpose=False, intensity_scale=0.0,
+                  intensity_shift=0.0)
+    _, target, mask = augment_block(source, (10, 20, 20), (20, 20, 20), (8, 8, 8), cfg, np.random.default_rng(7))
+    replay = np.random.default_rng(7)
+    replay.random()  # the elastic draw
+    margin = [8, 8 + 5, 8 + 5]  # jitter 4σ, plus the rotation's extra for a 20-voxel block
+    coords = warp_coordinates((20, 20, 20), margin, cfg, True, replay)
+    start = [s - 6 - m for s, m in zip((10, 20, 20), margin)]
+    box = source.target.read(start, [20 + 2 * m for m in margin])
+    full = ndimage.map_coordinates(box, coords, order=0, mode="mirror")[6:14, 6:14, 6:14]
+    assert target.any() and not target.all()
+    assert np.array_equal(target, full)
+    assert mask.all()  # no sample mask: every voxel counts, also after the warp
+
+
+def test_lucchi_protocol_parts_are_disjoint_and_the_v4_config_follows_it():
+    """Train, validation and test are apart by the split's gap; the v4 recipe trains on the train
+    part and validates on the validation part only, so the test block chose nothing."""
+    from pathlib import Path
+
+    from emseg.evaluate.protocol import LUCCHI, ZSplit
+    from emseg.train.config import load_config
+
+    with pytest.raises(ValueError, match="at least 5 slices apart"):
+        ZSplit(train=(0, 100), validation=(102, 130), test=(135, 165), min_gap=5)
+    with pytest.raises(ValueError, match="empty"):
+        ZSplit(train=(10, 10), validation=(20, 30), test=(40, 50))
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mito_lucchi_v4.yaml")
+    assert [s.roi for s in config.train] == [LUCCHI.roi("train", (768, 1024))]
+    assert [s.roi for s in config.validation] == [LUCCHI.roi("validation", (768, 1024))]
+    test = set(range(*LUCCHI.test))
+    assert not test & set(range(*LUCCHI.train)) and not test & set(range(*LUCCHI.validation))
+
+
+def test_bf16_precision_trains(cell, tmp_path):
+    """precision: bf16 runs the forward pass under bfloat16 autocast; weights stay float32 and the
+    loss stays finite."""
+    trainer = Trainer(config(cell[0], iterations=3, precision="bf16", validate_every=3,
+                             output_dir=str(tmp_path / "bf16")), progress=False)
+    trainer.run()
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert all(np.isfinite(r["loss"]) for r in trainer.history)
+    assert trainer.history[-1]["val_f1"] != ""
