@@ -138,14 +138,11 @@ def save_filter(path: str | Path, net, metrics: dict) -> Path:
 
 def load_filter(path: str | Path):
     """A function uint8 patches → informativeness in [0, 1] from a saved filter."""
-    import torch
+    from emseg.models.checkpoint import safe_torch_load
 
-    try:
-        ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise CorruptFileError(f"{path}: no such filter model") from err
-    except Exception as err:  # noqa: BLE001
-        raise CorruptFileError(f"{path}: not a filter model saved by `emseg curate train-filter` ({err})") from err
+    if not Path(path).is_file():
+        raise CorruptFileError(f"{path}: no such filter model")
+    ckpt = safe_torch_load(path, "filter model (from `emseg curate train-filter`)")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != "emseg_patch_filter":
         raise CorruptFileError(f"{path}: not a filter model saved by `emseg curate train-filter`")
     net = build_net(**ckpt["config"])

@@ -14,6 +14,7 @@ A checkpoint is one ``torch.save`` file holding a dict::
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,15 +66,31 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, architecture: 
     return target
 
 
+def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", map_location="cpu"):
+    """``torch.load(path, weights_only=True)``: tensors and plain data only, so a crafted
+    pickle never runs code. Damaged or refused files raise a one-line `CorruptFileError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise VolumeNotFoundError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for damaged files
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if lines and lines[0].startswith("Weights only load failed"):
+            found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+            detail = f" (it asks for {found.group(1)})" if found else ""
+            raise CorruptFileError(f"{path}: refused to load this {what}: it holds Python objects, not only "
+                                   f"tensors and plain data, and loading them could run code{detail}") from None
+        raise CorruptFileError(f"{path}: not a readable {what} ({type(exc).__name__}: "
+                               f"{lines[0] if lines else ''})") from None
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The raw checkpoint dict, with clear errors for missing or corrupt files."""
+    """The raw checkpoint dict, with clear errors for missing, corrupt or unsafe files."""
     path = Path(path)
     if not path.exists():
         raise VolumeNotFoundError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for damaged files
-        raise CorruptFileError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    payload = safe_torch_load(path, "checkpoint")
     if not isinstance(payload, dict) or "emseg_checkpoint" not in payload:
         raise CorruptFileError(f"{path}: not an emseg checkpoint (missing 'emseg_checkpoint' key)")
     return payload

@@ -150,13 +150,15 @@ def read_encoder_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     path = Path(path)
     if not path.exists():
         raise VolumeNotFoundError(f"{path}: encoder weights not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - many error types for damaged files
-        raise CorruptFileError(f"{path}: not readable weights ({type(exc).__name__}: {exc})") from None
+    from emseg.models.checkpoint import safe_torch_load
+
+    payload = safe_torch_load(path, "encoder weights file")
     if not isinstance(payload, dict):
         raise CorruptFileError(f"{path}: expected a dict of weights, got {type(payload).__name__}")
     state = payload.get("state_dict", payload)
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CorruptFileError(f"{path}: holds no weights (expected a dict of tensors or a 'state_dict' entry)")
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if "emseg_checkpoint" in payload:  # an emseg 2D U-Net checkpoint: take its encoder
         state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
     norms = payload.get("norms")

@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from emseg.errors import ConfigError, VolumeNotFoundError
+from emseg.errors import ConfigError, CorruptFileError, VolumeNotFoundError
 
 # task name → (image, labels) relative to the data folder (layout of ../shared/data)
 TASK_FILES: dict[str, tuple[str, str]] = {
@@ -217,7 +217,11 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
     if config.encoder:
         if not encoder.is_file():
             raise VolumeNotFoundError(f"{encoder}: encoder file not found")
-        payload = torch.load(encoder, map_location="cpu", weights_only=False)
+        from emseg.models.checkpoint import safe_torch_load
+
+        payload = safe_torch_load(encoder, "encoder weights file")
+        if not isinstance(payload, dict):
+            raise CorruptFileError(f"{encoder}: expected a dict of weights, got {type(payload).__name__}")
         history = payload.get("history") or [{"loss": float("nan"), "acc": float("nan")}]
         pre = {"images_per_s": float("nan"), "history": history, "images_seen": None, "patches": None}
     else:

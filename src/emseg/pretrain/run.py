@@ -132,7 +132,9 @@ def pretrain(patches: str | os.PathLike, output: str | os.PathLike, config: Pret
     history: list[dict] = []
     start_epoch = 0
     if resume:
-        state = torch.load(spath, map_location=device, weights_only=False)
+        from emseg.models.checkpoint import safe_torch_load
+
+        state = safe_torch_load(spath, "pretraining state", map_location=device)
         moco.load_state_dict(state["moco"])
         optimizer.load_state_dict(state["optimizer"])
         history, start_epoch, norms = state["history"], state["epoch"], tuple(state["norms"])
