@@ -69,7 +69,11 @@ def convert(
 ) -> None:
     """Convert any volume to OME-Zarr (NGFF 0.4, zarr v2) with a multiscale pyramid."""
     from emseg.io import write_ome_zarr
+    from emseg.io.options import require_positive
+    from emseg.io.outputs import check_output
 
+    require_positive("--chunks", chunks)
+    check_output(output, [source], overwrite)
     volume = open_input(source, voxel_size, channel)
     start = time.perf_counter()
     out = write_ome_zarr(volume, output, chunks=chunks, levels=levels,

@@ -45,3 +45,7 @@ class OutputExistsError(EmsegError):
 
 class ConfigError(EmsegError):
     """A YAML/pydantic configuration is invalid."""
+
+
+class UnsafeOutputError(EmsegError):
+    """The output path is an input, holds an input, or is not something emseg may replace."""

@@ -56,13 +56,12 @@ def register(app: typer.Typer) -> None:
         (1 inside the ROI) as OME-Zarr labels, and prints the training-config source entry.
         """
         from emseg.annotate import graph_cut, training_source_entry
-        from emseg.errors import OutputExistsError
         from emseg.io import open_volume, write_ome_zarr
+        from emseg.io.outputs import check_output
 
         sample_out = sample_mask or sample_mask_path(output)
         for path in (output, sample_out):
-            if path.exists() and not overwrite:
-                raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
+            check_output(path, [image, strokes, prior], overwrite)
         volume = open_volume(image, voxel_size)
         stroke_volume = open_volume(strokes, volume.voxel_size)
         prior_volume = None if prior is None else open_volume(prior, volume.voxel_size)

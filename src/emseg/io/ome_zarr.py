@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from emseg.errors import EmsegError, OutputExistsError
+from emseg.errors import EmsegError
+from emseg.io.outputs import check_output
 from emseg.io.volume import Volume, VoxelSize, array_volume, check_voxel_size
 
 Kind = Literal["image", "labels"]
@@ -240,9 +241,7 @@ def write_ome_zarr(
     voxel_size = check_voxel_size(voxel_size or source.voxel_size, str(path))
     if kind not in ("image", "labels"):
         raise EmsegError(f"{path}: kind must be 'image' or 'labels', got {kind!r}")
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{target}: output exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    target = check_output(path, [source], overwrite)
     out_dtype = np.dtype(dtype) if dtype is not None else source.dtype
     if kind == "labels" and out_dtype.kind not in "uib":
         raise EmsegError(f"{source.path}: labels must be integers, got dtype {out_dtype}")

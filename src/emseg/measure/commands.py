@@ -25,21 +25,25 @@ def register(app: typer.Typer) -> None:
         surface: Annotated[bool, typer.Option(help="Surface area and sphericity from meshes.")] = True,
         voxel_size: VoxelSizeOpt = None,
         block: BlockOpt = (64, 256, 256),
+        overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     ) -> None:
         """Per-object volume (nm³), surface area (nm²), equivalent diameter, centroid and
         bounding box (nm), principal axes, elongation, eccentricity, sphericity, intensity
         mean/std and a touches-border flag; plus a summary CSV and histogram PNG."""
+        from emseg.io.outputs import check_output
         from emseg.measure.objects import measure as run
         from emseg.measure.objects import plot_histograms, summary
 
+        summary_out = summary_out or output.with_suffix(".summary.csv")
+        plot = plot or output.with_suffix(".png")
+        for path in (output, summary_out, plot):  # all three decided before measuring
+            check_output(path, [labels, raw], overwrite, kind="file")
         start = time.perf_counter()
         table = run(labels, raw, voxel_size, surface, block, progress=True)
         output.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(output)
-        summary_out = summary_out or output.with_suffix(".summary.csv")
         stats = summary(table)
         stats.to_csv(summary_out)
-        plot = plot or output.with_suffix(".png")
         plot_histograms(table, plot)
         typer.echo(stats.to_string(float_format=lambda v: f"{v:.4g}"))
         typer.echo(f"wrote {len(table)} objects to {output}, {summary_out}, {plot} "

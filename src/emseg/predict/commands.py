@@ -37,8 +37,12 @@ def register(app: typer.Typer) -> None:
         """Predict probabilities blockwise into OME-Zarr; rerun the same command to resume a killed run."""
         from emseg.errors import ConfigError
         from emseg.io import open_volume
+        from emseg.io.options import require_positive
         from emseg.predict import predict
 
+        require_positive("--batch-size", batch_size)
+        require_positive("--chunks", chunks)
+        require_positive("--workers", workers)
         if workers and scheduler:
             raise ConfigError("use either --workers or --scheduler, not both")
         if axis not in ("z", "y", "x"):

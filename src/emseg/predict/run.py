@@ -28,6 +28,7 @@ import numpy as np
 
 from emseg.blocks import BlockPlan, Ledger, RunReport, block_shape_for, parse_roi, plan_blocks, run_blocks
 from emseg.errors import ConfigError, EmsegError, OutputExistsError
+from emseg.io.outputs import check_output
 from emseg.predict.engine import Mode, PredictJob, geometry, is_valid_conv
 
 MODEL_SCALE = "model_scale"  # sub-image holding the prediction at the model's voxel size, when resampled
@@ -196,9 +197,13 @@ def predict(
     from emseg.io import open_volume
     from emseg.io.ome_zarr import create_ome_zarr
 
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if dtype not in ("uint8", "float16", "float32"):
         raise ConfigError(f"dtype must be 'uint8' or 'float16' (float32 for checks), got {dtype!r}")
     output = Path(output)
+    check_output(output, [volume, mask, model if isinstance(model, (str, os.PathLike)) else None], overwrite,
+                 resume=True)
     volume = open_volume(volume) if not hasattr(volume, "reader") else volume
     torch_device = pick_device(device)
     loaded, source_path = _as_loaded(model, volume, torch_device)

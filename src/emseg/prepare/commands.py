@@ -24,11 +24,14 @@ InArg = Annotated[str, typer.Argument(help="Input volume (TIFF, HDF5 file.h5:/ds
 OutArg = Annotated[Path, typer.Argument(help="Output OME-Zarr folder (e.g. cell.clahe.ome.zarr).")]
 
 
-def _check_output(path: Path, overwrite: bool) -> None:
-    from emseg.errors import OutputExistsError
+def _check_output(path: Path, overwrite: bool, *inputs: str | None, chunks: int = 64) -> None:
+    """The shared output check (never an input or a folder holding one; exists → --overwrite)
+    and the --chunks range check, before any work."""
+    from emseg.io.options import require_positive
+    from emseg.io.outputs import check_output
 
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: output exists; pass --overwrite to replace it")
+    require_positive("--chunks", chunks)
+    check_output(path, inputs, overwrite)
 
 
 def _write(data, output: Path, volume, kind: str, chunks: int, overwrite: bool, params: dict, start: float) -> None:
@@ -58,7 +61,7 @@ def clahe_command(
     from emseg.prepare.common import as_volume
 
     start = time.perf_counter()
-    _check_output(output, overwrite)
+    _check_output(output, overwrite, source, chunks=chunks)
     config = ClaheConfig(kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
     volume = as_volume(source, voxel_size)
     data = clahe(volume, config, chunks=chunks, progress=True)
@@ -86,10 +89,16 @@ def sample_mask_command(
     from emseg.prepare.sample_mask import SampleMaskConfig, sample_mask
 
     start = time.perf_counter()
-    _check_output(output, overwrite)
-    config = SampleMaskConfig(low=low, high=high, opening_radius=opening_radius, closing_radius=closing_radius,
-                              min_object_size=min_object_size, max_hole_size=max_hole_size,
-                              max_voxels_in_memory=max_voxels_in_memory)
+    _check_output(output, overwrite, source, chunks=chunks)
+    try:
+        config = SampleMaskConfig(low=low, high=high, opening_radius=opening_radius, closing_radius=closing_radius,
+                                  min_object_size=min_object_size, max_hole_size=max_hole_size,
+                                  max_voxels_in_memory=max_voxels_in_memory)
+    except ValueError as err:  # pydantic's ValidationError
+        from emseg.errors import ConfigError
+        from emseg.io.options import first_problem
+
+        raise ConfigError(f"sample-mask options: {first_problem(err)}") from None
     volume = as_volume(source, voxel_size)
     data = sample_mask(volume, config, chunks=chunks, progress=True)
     _write(data, output, volume, "labels", chunks, overwrite, {"step": "sample_mask", **config.model_dump()}, start)
@@ -112,7 +121,7 @@ def exclusion_mask_command(
     from emseg.prepare.exclusion import exclusion_mask, exclusion_width
 
     start = time.perf_counter()
-    _check_output(output, overwrite)
+    _check_output(output, overwrite, labels, image, chunks=chunks)
     width = exclusion_width(width, organelle)
     volume = as_volume(labels, voxel_size)
     data = exclusion_mask(volume, width, image=image, chunks=chunks)
@@ -135,7 +144,7 @@ def match_histogram_command(
     from emseg.prepare.histogram import match_histogram
 
     start = time.perf_counter()
-    _check_output(output, overwrite)
+    _check_output(output, overwrite, source, reference, mask, reference_mask, chunks=chunks)
     volume = as_volume(source, voxel_size)
     data = match_histogram(volume, reference, mask, reference_mask, chunks=chunks, progress=True)
     params = {"step": "match_histogram", "reference": str(reference), "mask": mask, "reference_mask": reference_mask}

@@ -119,7 +119,7 @@ class Trainer:
         """Train until ``iterations`` (default: the config's) or ``max_minutes``; return the last scores."""
         from tqdm import tqdm
 
-        total = iterations or self.config.iterations
+        total = self.config.iterations if iterations is None else iterations
         self.out.mkdir(parents=True, exist_ok=True)
         start, scores = time.perf_counter(), {}
         budget = self.config.max_minutes * 60 if self.config.max_minutes else math.inf
