@@ -35,8 +35,8 @@ def to_uint8(
     if kind not in "uif":
         raise InvalidValuesError(f"cannot convert dtype {data.dtype} to uint8")
     values = data.astype(np.float64, copy=False)
-    if kind == "f" and np.isnan(values).any():
-        raise InvalidValuesError("float data contains NaN values; replace them before converting")
+    if kind == "f" and not np.isfinite(values).all():
+        raise InvalidValuesError("float data contains NaN or Inf values; replace them before converting")
     if value_range is None:
         if percentiles is not None:
             lo, hi = np.percentile(values, percentiles)
@@ -54,7 +54,7 @@ def estimate_value_range(
     """Intensity range of a (lazy) volume from up to ``max_slices`` evenly spaced z-slices."""
     zs = np.unique(np.linspace(0, volume.shape[0] - 1, min(max_slices, volume.shape[0])).astype(int))
     sample = np.concatenate([np.asarray(volume[int(z)]).ravel() for z in zs]).astype(np.float64)
-    if np.isnan(sample).any():
-        raise InvalidValuesError(f"{getattr(volume, 'path', 'volume')}: contains NaN values")
+    if not np.isfinite(sample).all():
+        raise InvalidValuesError(f"{getattr(volume, 'path', 'volume')}: contains NaN or Inf values")
     lo, hi = np.percentile(sample, percentiles)
     return float(lo), float(hi)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -113,9 +114,41 @@ def open_any(path: str, inner: str, level: int | str, channel: int | None, backe
 # --- TIFF and slices --------------------------------------------------------------------
 
 
+class _TiffProblems(logging.Handler):
+    """Collects what tifffile logs while a file is opened (it logs, not raises, a broken page chain)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def check_tiff_complete(path: str, tif: Any, series: Any, problems: list[str]) -> None:
+    """A truncated TIFF is an error, never fewer slices: a broken page chain, data past the
+    end of the file, or fewer images than the ImageJ header announces."""
+    broken = [m for m in problems if "invalid page offset" in m or "corrupt" in m]
+    if broken:
+        raise CorruptFileError(f"{path}: TIFF is truncated or damaged ({broken[0].split('> ')[-1]})")
+    size = os.path.getsize(path)
+    offset = getattr(series, "dataoffset", None)
+    if offset is not None and offset + series.size * series.dtype.itemsize > size:
+        raise CorruptFileError(f"{path}: TIFF is truncated (its image data ends past the end of the file)")
+    announced = (tif.imagej_metadata or {}).get("images") if tif.is_imagej else None
+    planes = int(np.prod(series.shape[:-2])) if len(series.shape) > 2 else 1
+    if announced and int(announced) > planes and "S" not in series.axes.upper():
+        raise CorruptFileError(f"{path}: TIFF is truncated (the ImageJ header announces {announced} images, "
+                               f"the file holds {planes})")
+
+
 def open_tiff(path: str, channel: int | None) -> Volume:
     import tifffile
 
+    problems = _TiffProblems()
+    log = logging.getLogger("tifffile")
+    log.addHandler(problems)
+    propagate, log.propagate = log.propagate, False
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
@@ -124,8 +157,12 @@ def open_tiff(path: str, channel: int | None) -> Volume:
             page_shape = tif.pages[0].shape
             # touch the last page so that truncation shows here, not in the middle of a run
             tif.pages[len(tif.pages) - 1].asarray() if len(tif.pages) > 1 else None
+            check_tiff_complete(path, tif, series, problems.messages)
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, struct_error()) as err:
         raise CorruptFileError(f"{path}: not a readable TIFF ({err})") from err
+    finally:
+        log.removeHandler(problems)
+        log.propagate = propagate
     reader: Any = readers.TiffReader(path, squeeze_2d=False)
     axes = axes.upper()
     if axes.endswith("S") or (len(shape) >= 3 and shape[-1] in (3, 4) and "C" in axes[-1:]):

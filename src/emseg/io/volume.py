@@ -115,9 +115,10 @@ class Volume:
             raise InvalidValuesError(
                 f"{self.path}: reader returned shape {data.shape} for region {expected}"
             )
-        if self.check_nan and data.dtype.kind == "f" and np.isnan(data).any():
+        if self.check_nan and data.dtype.kind == "f" and not np.isfinite(data).all():
+            what = "NaN" if np.isnan(data).any() else "Inf"
             raise InvalidValuesError(
-                f"{self.path}: float volume contains NaN values (region {format_region(region)}); "
+                f"{self.path}: float volume contains {what} values (region {format_region(region)}); "
                 "replace them (e.g. with the background value) before using it"
             )
         return data

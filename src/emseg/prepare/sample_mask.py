@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from emseg.io.progress import dask_progress
 from emseg.prepare.common import Source, as_volume, map_with_halo, to_dask
@@ -41,6 +41,12 @@ class SampleMaskConfig(BaseModel):
     min_object_size: int = Field(100_000, ge=0, description="remove objects smaller than this (voxels)")
     max_hole_size: int = Field(100_000, ge=0, description="fill holes smaller than this (voxels)")
     max_voxels_in_memory: int = Field(DEFAULT_MAX_VOXELS, ge=1, description="budget of the global cleaning step")
+
+    @model_validator(mode="after")
+    def _range(self) -> SampleMaskConfig:
+        if self.low >= self.high:
+            raise ValueError(f"--low {self.low:g} must be below --high {self.high:g} (voxels kept: low < value < high)")
+        return self
 
 
 def ball(radius: int) -> np.ndarray:
