@@ -42,14 +42,17 @@ def register(app: typer.Typer) -> None:
         from emseg.io.options import require_positive
 
         require_positive("--block", block)
-        check_output(output, inputs, overwrite)
-        start = time.perf_counter()
         thresholds = list(threshold or [])  # none given: each map's model threshold
+        outside = [t for t in thresholds if not 0.0 <= t <= 1.0]
+        if outside:
+            raise InvalidValuesError(f"--threshold {outside[0]}: threshold must be in [0, 1]")
         if len(inputs) > 1:
             if len(thresholds) == 1:
                 thresholds *= len(inputs)
             if thresholds and len(thresholds) != len(inputs):
                 raise InvalidValuesError(f"{len(inputs)} inputs but {len(thresholds)} thresholds")
+            check_output(output, inputs, overwrite)  # options first: a usage error never costs an output
+            start = time.perf_counter()
             result = postprocess_classes(inputs, thresholds, output, voxel_size, block, overwrite, progress=True)
             typer.echo(f"wrote class labels {result['output']} (classes: "
                        + ", ".join(f"{i + 1}={n}" for i, n in enumerate(result["classes"]))
@@ -63,6 +66,8 @@ def register(app: typer.Typer) -> None:
                                        input=input_kind)
         except ValueError as err:  # pydantic's ValidationError
             raise InvalidValuesError(f"postprocess options: {err}") from err
+        check_output(output, inputs, overwrite)
+        start = time.perf_counter()
         result = run(inputs[0], output, config, voxel_size, overwrite, progress=True, levels=levels or None)
         typer.echo(f"wrote {result['objects']} objects to {result['output']} ({result['dtype']}, "
                    f"{result['shape']} at {result['voxel_size']} nm) in {time.perf_counter() - start:.1f} s")
