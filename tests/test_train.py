@@ -285,9 +285,10 @@ def test_elastic_warp_of_target_equals_the_cropped_full_warp():
     assert mask.all()  # no sample mask: every voxel counts, also after the warp
 
 
-def test_lucchi_protocol_parts_are_disjoint_and_the_v4_config_follows_it():
-    """Train, validation and test are apart by the split's gap; the v4 recipe trains on the train
-    part and validates on the validation part only, so the test block chose nothing."""
+@pytest.mark.parametrize("recipe", ["mito_lucchi.yaml", "mito_lucchi_v4.yaml"])
+def test_lucchi_protocol_parts_are_disjoint_and_the_recipes_follow_it(recipe):
+    """Train, validation and test are apart by the split's gap; the Lucchi recipes train on the train
+    part and validate on the validation part only (every voxel), so the test block chose nothing."""
     from pathlib import Path
 
     from emseg.evaluate.protocol import LUCCHI, ZSplit
@@ -297,9 +298,10 @@ def test_lucchi_protocol_parts_are_disjoint_and_the_v4_config_follows_it():
         ZSplit(train=(0, 100), validation=(102, 130), test=(135, 165), min_gap=5)
     with pytest.raises(ValueError, match="empty"):
         ZSplit(train=(10, 10), validation=(20, 30), test=(40, 50))
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "mito_lucchi_v4.yaml")
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / recipe)
     assert [s.roi for s in config.train] == [LUCCHI.roi("train", (768, 1024))]
     assert [s.roi for s in config.validation] == [LUCCHI.roi("validation", (768, 1024))]
+    assert all(not s.exclusion_width for s in config.validation)
     test = set(range(*LUCCHI.test))
     assert not test & set(range(*LUCCHI.train)) and not test & set(range(*LUCCHI.validation))
 
