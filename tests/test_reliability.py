@@ -301,3 +301,35 @@ def test_finetune_iterations_zero_is_refused(cell, tmp_path, capsys):
     assert main(["finetune", str(cfg), "--from", "mito", "--iterations", "0", "--device", "cpu"]) == 2
     assert "--iterations 0: must be positive" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# --- 4. usage errors: click's usage line and exit code 2, never a traceback -----------------
+
+USAGE = [  # (review case, arguments, words of the error)
+    ("C31", ["info", "raw.tif", "--voxel-size", "5", "5"], "requires 3 arguments"),
+    ("C31b", ["info", "raw.tif", "--voxel-size", "a", "b", "c"], "Invalid value for '--voxel-size'"),
+    ("C32", ["convert", "raw.tif"], "Missing argument 'output'"),
+    ("C33", ["info", "raw.tif", "--bogus-option"], "No such option: --bogus-option"),
+    ("C34", ["nosuchcommand"], "No such command 'nosuchcommand'"),
+    ("C35", ["convert", "raw.tif", "x.ome.zarr", "--chunks", "abc"], "Invalid value for '--chunks'"),
+    ("C37", ["info"], "Missing argument 'path'"),
+]
+
+
+@pytest.mark.parametrize("case, args, words", USAGE, ids=[u[0] for u in USAGE])
+def test_usage_errors_exit_2_with_usage_line(case, args, words, cell, capsys, monkeypatch):
+    monkeypatch.chdir(cell)
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    assert words in err and "Traceback" not in out + err, err
+    assert not (cell / "x.ome.zarr").exists()
+
+
+def test_bare_emseg_prints_help_and_exits_2():
+    """C36: through the installed entry point, as a user runs it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "emseg"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    assert "Usage:" in done.stdout + done.stderr and "convert" in done.stdout + done.stderr

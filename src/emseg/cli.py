@@ -1,7 +1,8 @@
 """`emseg <verb>`: a thin command-line layer over the library.
 
 Every `EmsegError` is printed as one line (``emseg: error: <file>: <problem>``) with exit
-code 2; anything else is a bug and keeps its traceback.
+code 2; a usage error prints click's usage line with exit code 2; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -100,6 +101,19 @@ for _module in COMMAND_MODULES:
     __import__(_module, fromlist=["register"]).register(app)
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """``ClickException`` of click and of the copy that typer vendors as ``typer._click`` (typer >= 0.2x)."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except ImportError:
+            continue
+    return tuple(found)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning `EmsegError` into one line and exit code 2."""
     warnings.formatwarning = lambda msg, cat, *a, **k: f"emseg: warning: {msg}\n"
@@ -113,13 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("emseg: aborted", err=True)
         return 1
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
-        raise
+    except _click_errors() as err:  # usage errors: one usage line (the help for a bare `emseg`)
+        err.show()
+        return err.exit_code
     return 0
 
 
