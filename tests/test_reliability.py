@@ -333,3 +333,37 @@ def test_bare_emseg_prints_help_and_exits_2():
     done = subprocess.run([sys.executable, "-m", "emseg"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stderr
     assert "Usage:" in done.stdout + done.stderr and "convert" in done.stdout + done.stderr
+
+
+# --- 5. an incomplete prediction is never taken as final ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def killed_prediction(cell, tmp_path_factory) -> Path:
+    """A prediction as a kill -9 leaves it: ``complete`` false and one block missing from the ledger."""
+    import zarr
+
+    from emseg.blocks import Ledger
+
+    out = tmp_path_factory.mktemp("killed") / "kpred.ome.zarr"
+    assert main([*PREDICT[:2], str(cell / "raw.tif"), str(out), *PREDICT[2:], "--block", "16", "--chunks", "16"]) == 0
+    group = zarr.open_group(str(out), mode="r+")
+    group.attrs["emseg"] = {**dict(group.attrs["emseg"]), "complete": False}
+    ledger = Ledger(out)
+    (ledger.root / sorted(ledger.done())[-1]).unlink()
+    return out
+
+
+@pytest.mark.parametrize("case", ["C48", "C48-classes", "C50"])
+def test_incomplete_prediction_is_refused(case, killed_prediction, cell, tmp_path, capsys):
+    pred, out = str(killed_prediction), str(tmp_path / "pp.ome.zarr")
+    args = {"C48": ["postprocess", pred, "-o", out],
+            "C48-classes": ["postprocess", pred, pred, "-o", out],
+            "C50": ["evaluate", pred, str(cell / "mito.tif"), "--no-instances", "--voxel-size", "10", "10", "10"]}[case]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emseg: error:") and err.count("\n") == 1, err
+    assert "kpred.ome.zarr: incomplete probabilities" in err and "--allow-incomplete" in err, err
+    assert not Path(out).exists()
+    with pytest.warns(UserWarning, match=r"used as it is \(--allow-incomplete\)"):
+        assert main([*args, "--allow-incomplete"]) == 0

@@ -49,3 +49,7 @@ class ConfigError(EmsegError):
 
 class UnsafeOutputError(EmsegError):
     """The output path is an input, holds an input, or is not something emseg may replace."""
+
+
+class IncompleteInputError(EmsegError):
+    """The input is an emseg output marked incomplete (a killed or failed run left it half done)."""

@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option(
             "--voxel-size", help="Voxel size Z Y X in nm (overrides the files' metadata).")] = None,
         block: Annotated[tuple[int, int, int], typer.Option(help="Processing block Z Y X (voxels).")] = (64, 256, 256),
+        allow_incomplete: Annotated[bool, typer.Option(
+            "--allow-incomplete", help="Score a prediction whose run was killed (missing blocks read as 0).")] = False,
     ) -> None:
         """Voxel precision/recall/F1/IoU inside sample ∧ metric mask; instance F1 at IoU ≥ 0.5
         and 0.75 (one-to-one); mean Hausdorff distance (nm) of matched objects; optional sweep."""
@@ -52,7 +54,8 @@ def register(app: typer.Typer) -> None:
         from emseg.evaluate.voxel import plot_sweep
 
         result = run(pred, gt, sample_mask, metric_mask, exclusion_width, threshold, voxel_size, instances,
-                     parse_sweep(sweep) if sweep else None, block=block, progress=True)
+                     parse_sweep(sweep) if sweep else None, block=block, progress=True,
+                     allow_incomplete=allow_incomplete)
         typer.echo(format_result(result))
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,25 +26,29 @@ def evaluate(
     connectivity: int = 26,
     block: Sequence[int] = (64, 256, 256),
     progress: bool = False,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Voxel scores inside sample ∧ metric mask, instance matching at IoU 0.5 and 0.75, mean
     Hausdorff (nm) of the matches at 0.5, and optionally a threshold sweep.
 
     pred: probabilities (float, or uint8 written by emseg as an image) or labels (binary →
-    connected components; instance ids used as they are). truth: integer labels.
+    connected components; instance ids used as they are). truth: integer labels. An
+    incomplete prediction is refused unless ``allow_incomplete``.
     """
     from emseg.evaluate.instances import instance_scores, match, mean_hausdorff, overlaps
     from emseg.evaluate.voxel import metric_mask as exclusion_mask
     from emseg.evaluate.voxel import sweep_counts, sweep_table, voxel_counts
     from emseg.metrics import scores_from_counts
     from emseg.postprocess.ops import check_threshold, foreground, probability_scale, threshold_mask
-    from emseg.postprocess.pipeline import as_instances, check_same_grid, is_probability, open_input, processing_chunks
+    from emseg.postprocess.pipeline import (as_instances, check_same_grid, is_probability, open_input,
+                                           processing_chunks, require_complete)
     from emseg.postprocess.regions import boxes, label_table
 
     threshold = check_threshold(threshold)
     if metric_mask is not None and exclusion_width:
         raise InvalidValuesError("give either a metric mask or an exclusion width, not both")
     pred_v = open_input(pred, voxel_size)
+    require_complete(pred_v, allow_incomplete)
     true_v = open_input(truth, voxel_size or pred_v.voxel_size if isinstance(truth, np.ndarray) else voxel_size)
     check_same_grid(pred_v, true_v, "ground truth", "prediction")
     if np.dtype(true_v.dtype).kind not in "uib":

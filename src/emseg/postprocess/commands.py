@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
                                                     "emseg-written uint8 images are probabilities).")] = "auto",
         levels: Annotated[Optional[int], typer.Option(help="Pyramid levels of the output (0: until small).")] = 1,
         overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+        allow_incomplete: Annotated[bool, typer.Option(
+            "--allow-incomplete", help="Use a prediction whose run was killed (missing blocks read as 0).")] = False,
     ) -> None:
         """Threshold, close/open, fill holes, blockwise connected components and size filter
         → instance labels (uint32/uint64). With several maps: per-class thresholds, argmax
@@ -53,7 +55,8 @@ def register(app: typer.Typer) -> None:
                 raise InvalidValuesError(f"{len(inputs)} inputs but {len(thresholds)} thresholds")
             check_output(output, inputs, overwrite)  # options first: a usage error never costs an output
             start = time.perf_counter()
-            result = postprocess_classes(inputs, thresholds, output, voxel_size, block, overwrite, progress=True)
+            result = postprocess_classes(inputs, thresholds, output, voxel_size, block, overwrite, progress=True,
+                                         allow_incomplete=allow_incomplete)
             typer.echo(f"wrote class labels {result['output']} (classes: "
                        + ", ".join(f"{i + 1}={n}" for i, n in enumerate(result["classes"]))
                        + f") in {time.perf_counter() - start:.1f} s")
@@ -68,6 +71,7 @@ def register(app: typer.Typer) -> None:
             raise InvalidValuesError(f"postprocess options: {err}") from err
         check_output(output, inputs, overwrite)
         start = time.perf_counter()
-        result = run(inputs[0], output, config, voxel_size, overwrite, progress=True, levels=levels or None)
+        result = run(inputs[0], output, config, voxel_size, overwrite, progress=True, levels=levels or None,
+                     allow_incomplete=allow_incomplete)
         typer.echo(f"wrote {result['objects']} objects to {result['output']} ({result['dtype']}, "
                    f"{result['shape']} at {result['voxel_size']} nm) in {time.perf_counter() - start:.1f} s")

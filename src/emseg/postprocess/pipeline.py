@@ -89,14 +89,17 @@ def postprocess(
     overwrite: bool = False,
     progress: bool = False,
     levels: int | None = 1,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Threshold a probability map (float, or uint8/uint16 scaled to [0, 1]) or take the
-    foreground of a label volume, then write instance labels (uint32, uint64 if needed)."""
+    foreground of a label volume, then write instance labels (uint32, uint64 if needed).
+    An incomplete prediction is refused unless ``allow_incomplete``."""
     from emseg.io import write_ome_zarr
     from emseg.postprocess.ops import foreground, threshold_mask
 
     config = config or PostprocessConfig()
     volume = open_input(source, voxel_size)
+    require_complete(volume, allow_incomplete)
     if config.threshold is None:
         config = config.model_copy(update={"threshold": model_threshold(volume)})
     blocks, out_chunks = processing_chunks(volume.shape, config.block)
@@ -133,6 +136,25 @@ def stored_attrs(volume) -> dict:
     return {}
 
 
+def require_complete(volume, allow_incomplete: bool = False) -> None:
+    """Refuse an emseg output marked incomplete (a killed or failed `emseg predict`): its
+    missing blocks read as zeros. With ``allow_incomplete`` only warn."""
+    import warnings
+
+    from emseg.blocks import Ledger
+    from emseg.errors import IncompleteInputError
+
+    if stored_attrs(volume).get("complete", True) is not False:
+        return
+    group = Path(str(volume.path)).parent
+    what = f"{group}: incomplete {stored_kind(volume) or 'output'} ({len(Ledger(group).done())} blocks done)"
+    if allow_incomplete:
+        warnings.warn(f"{what}; used as it is (--allow-incomplete): missing blocks read as zeros", stacklevel=2)
+        return
+    raise IncompleteInputError(f"{what}: its run was killed or failed; run the same command again to finish it, "
+                               "or pass --allow-incomplete to use it as it is")
+
+
 def stored_kind(volume) -> str:
     """``kind`` that emseg's OME-Zarr writer stored beside the array ("" if none)."""
     return str(stored_attrs(volume).get("kind", ""))
@@ -160,6 +182,7 @@ def postprocess_classes(
     overwrite: bool = False,
     progress: bool = False,
     names: Sequence[str] | None = None,
+    allow_incomplete: bool = False,
 ) -> dict:
     """Several single-organelle probability maps → one class label volume (argmax among
     the classes above their own threshold; ``None``: each map's model threshold)."""
@@ -167,6 +190,8 @@ def postprocess_classes(
     from emseg.postprocess.ops import resolve_conflicts
 
     volumes = [open_input(s, voxel_size) for s in sources]
+    for volume in volumes:
+        require_complete(volume, allow_incomplete)
     first = volumes[0]
     for v in volumes[1:]:
         if v.shape != first.shape:
