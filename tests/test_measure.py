@@ -113,3 +113,10 @@ def test_cli_measure_writes_table_summary_and_png(tmp_path, capsys):
                  "--ids", "2"]) == 0
     assert (tmp_path / "ng" / "2:0").exists() and not (tmp_path / "ng" / "1:0").exists()
     assert main(["mesh", str(tmp_path / "l.ome.zarr"), str(tmp_path / "x"), "--format", "stl"]) == 2
+
+
+def test_measure_of_a_volume_without_objects_is_an_empty_table_with_every_column():
+    empty = measure(np.zeros((8, 16, 16), np.uint32), raw=np.ones((8, 16, 16), np.uint8), voxel_size=(8, 8, 8))
+    full = measure(np.ones((8, 16, 16), np.uint32), raw=np.ones((8, 16, 16), np.uint8), voxel_size=(8, 8, 8))
+    assert len(empty) == 0 and len(full) == 1
+    assert list(empty.columns) == list(full.columns)

@@ -50,9 +50,13 @@ def merge_tables(tables):
     """Combine block tables: counts and sums add, boxes take min/max."""
     import pandas as pd
 
+    tables = list(tables)
+    if not any(len(t) for t in tables):  # no object: no rows, but the columns of a block table
+        empty = tables[0].iloc[:0] if tables else pd.DataFrame(
+            columns=["count"] + [f"{e}_{a}" for a in AXES for e in ("lo", "hi")])
+        empty.index.name = "id"
+        return empty
     tables = [t for t in tables if len(t)]
-    if not tables:
-        return pd.DataFrame(columns=["count"] + [f"{e}_{a}" for a in AXES for e in ("lo", "hi")])
     df = pd.concat(tables)
     agg = {c: ("min" if c.startswith("lo_") else "max" if c.startswith("hi_") else "sum") for c in df.columns}
     merged = df.groupby(level=0).agg(agg)
