@@ -70,6 +70,7 @@ def open_volume(
         volume = volume.with_voxel_size(voxel_size)
     elif volume.voxel_size is None:  # type: ignore[comparison-overlap]
         volume.voxel_size = warn_missing_voxel_size(spec)
+        volume.voxel_size_assumed = True
     if volume.size == 0:
         raise InvalidValuesError(f"{spec}: volume is empty (shape {volume.shape})")
     return volume

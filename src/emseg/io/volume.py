@@ -91,6 +91,8 @@ class Volume:
     format: str = ""
     attrs: dict = field(default_factory=dict, repr=False)
     check_nan: bool = field(default=False, repr=False)
+    #: True when the file had no voxel size and emseg assumed the 1 nm default
+    voxel_size_assumed: bool = field(default=False, repr=False)
 
     @property
     def ndim(self) -> int:
@@ -144,7 +146,7 @@ class Volume:
         return da.from_array(self, chunks=chunks, asarray=True, fancy=False, lock=False)
 
     def with_voxel_size(self, voxel_size: Sequence[float]) -> "Volume":
-        """The same data with another voxel size (z, y, x nm)."""
+        """The same data with another voxel size (z, y, x nm), now a known one."""
         return Volume(
             self.path, self.shape, self.dtype, check_voxel_size(voxel_size, self.path),
             self.reader, self.chunks, self.format, self.attrs, self.check_nan,

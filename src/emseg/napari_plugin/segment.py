@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,12 +48,13 @@ def segment_steps(model: str, volume, workdir: Path, threshold: float | None, mi
     from emseg.postprocess.pipeline import PostprocessConfig, postprocess
     from emseg.predict import predict
 
-    if allow_resample and tuple(float(v) for v in volume.voxel_size) == (1.0, 1.0, 1.0):
-        from emseg.errors import ConfigError
+    if allow_resample:  # an unscaled layer (napari's default 1 × 1 × 1) counts as an assumed voxel size
+        from emseg.predict.run import refuse_assumed_voxel_size
 
-        raise ConfigError(f"{volume.path}: voxel size 1 × 1 × 1 nm looks like napari's default scale; set the "
-                          "layer's scale to its voxel size in nm (or untick resample) so the model sees the "
-                          "right size")
+        unscaled = tuple(float(v) for v in volume.voxel_size) == (1.0, 1.0, 1.0)
+        refuse_assumed_voxel_size(dataclasses.replace(volume, voxel_size_assumed=True) if unscaled else volume,
+                                  "looks like napari's default scale", "set the layer's scale to its voxel size "
+                                  "in nm (or untick resample) so the model sees the right size")
     workdir.mkdir(parents=True, exist_ok=True)
     probabilities, labels = workdir / "probabilities.ome.zarr", workdir / "labels.ome.zarr"
     start = time.perf_counter()

@@ -92,15 +92,25 @@ def model_metadata(loaded, source_path: str | None) -> dict:
             "threshold": loaded.threshold}
 
 
+def refuse_assumed_voxel_size(volume, why: str = "was assumed (the file has no voxel size)",
+                              remedy: str = "resampling needs the real one: pass --voxel-size Z Y X (nm)") -> None:
+    """Refuse to resample a volume whose voxel size emseg assumed instead of reading it (the CLI's
+    1 nm default, the napari dock's unscaled layer): the model would see a wrong scale."""
+    if getattr(volume, "voxel_size_assumed", False):
+        size = " × ".join(f"{float(v):g}" for v in volume.voxel_size)
+        raise ConfigError(f"{volume.path}: voxel size {size} nm {why}; {remedy}")
+
+
 def check_voxel_sizes(volume, model_voxel_size, allow_resample: bool, model_name: str):
     """Refuse (or, with ``allow_resample``, warn and resample) when the model was trained at
-    another voxel size than the volume's."""
+    another voxel size than the volume's; an assumed voxel size is never resampled."""
     from emseg.predict.resample import resampled, same_voxel_size
 
     vol_vs = tuple(float(v) for v in volume.voxel_size)
     mod_vs = tuple(float(v) for v in model_voxel_size)
     if same_voxel_size(vol_vs, mod_vs):
         return volume
+    refuse_assumed_voxel_size(volume)
     message = f"{volume.path}: voxel size {vol_vs} nm differs from the model's {mod_vs} nm ({model_name})"
     if not allow_resample:
         raise ConfigError(message + "; pass --allow-resample to resample the input to the model's voxel size, "
