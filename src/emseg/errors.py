@@ -53,3 +53,11 @@ class UnsafeOutputError(EmsegError):
 
 class IncompleteInputError(EmsegError):
     """The input is an emseg output marked incomplete (a killed or failed run left it half done)."""
+
+
+class DiskFullError(EmsegError):
+    """The output did not fit on its file system (no space left on device, or over quota)."""
+
+
+class PathTooLongError(EmsegError):
+    """The output path or one of its names is longer than the file system allows."""

@@ -12,7 +12,6 @@ import dataclasses
 import math
 import os
 import shutil
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,8 @@ import numpy as np
 
 from emseg.errors import EmsegError
 from emseg.io.outputs import check_output
+from emseg.io.tempfiles import (check_path_length, disk_full_error, is_disk_full, remove_leftovers, remove_path,
+                                 temp_sibling)
 from emseg.io.volume import Volume, VoxelSize, array_volume, check_voxel_size
 
 Kind = Literal["image", "labels"]
@@ -202,6 +203,17 @@ def build_pyramid(group, kind: Kind, progress: bool = False, start_level: int = 
             da.store(out, dst, lock=False, scheduler="threads", pool=pool)
 
 
+def replace_output(temp: Path, target: Path) -> None:
+    """Rename the finished ``temp`` onto ``target``; an existing output goes to a trash sibling first."""
+    if not target.exists():
+        os.replace(temp, target)
+        return
+    trash = temp_sibling(target, "old")
+    os.replace(target, trash)
+    os.replace(temp, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def write_ome_zarr(
     source: Volume | np.ndarray | Any | str | os.PathLike,
     path: str | os.PathLike,
@@ -245,8 +257,10 @@ def write_ome_zarr(
     out_dtype = np.dtype(dtype) if dtype is not None else source.dtype
     if kind == "labels" and out_dtype.kind not in "uib":
         raise EmsegError(f"{source.path}: labels must be integers, got dtype {out_dtype}")
+    check_path_length(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.partial-{uuid.uuid4().hex[:8]}")
+    remove_leftovers(target)
+    temp = temp_sibling(target, "partial")
     # our own pool: on failure we wait for blocks still in flight before removing the temp folder
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
     try:
@@ -266,15 +280,12 @@ def write_ome_zarr(
         build_pyramid(group, kind, progress, pool=pool)
         emseg_attrs = dict(group.attrs.get("emseg", {}))
         group.attrs["emseg"] = {**emseg_attrs, "complete": True}
-        if target.exists():
-            trash = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(target, trash)
-            os.replace(temp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(temp, target)
-    finally:
+        pool.shutdown(wait=True)
+        replace_output(temp, target)
+    except BaseException as exc:
         pool.shutdown(wait=True, cancel_futures=True)
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
+        remove_path(temp)
+        if is_disk_full(exc):
+            raise disk_full_error(target) from None
+        raise
     return target

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 from torch import nn
 
 from emseg.errors import CorruptFileError, VolumeNotFoundError
+from emseg.io.tempfiles import write_file_atomic
+from emseg.models.normalization import Normalization
 from emseg.models.registry import build
 
 FORMAT_VERSION = 1
@@ -36,7 +37,7 @@ class LoadedModel:
     architecture: str
     model_config: dict
     voxel_size: tuple[float, float, float]
-    normalization: dict = field(default_factory=lambda: {"mean": 0.5, "std": 0.25})
+    normalization: dict = field(default_factory=lambda: Normalization().to_dict())
     organelle: str = "object"
     threshold: float = 0.5
     training: dict = field(default_factory=dict)
@@ -46,7 +47,8 @@ class LoadedModel:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, architecture: str, model_config: dict,
                     voxel_size, normalization: dict, organelle: str = "object", threshold: float = 0.5,
                     training: dict | None = None) -> Path:
-    """Write a checkpoint atomically (temp file + rename): a killed save never leaves half a file."""
+    """Write a checkpoint atomically (temp file + rename): a killed save never leaves half a file, a
+    full disk raises `DiskFullError` and leaves nothing, and a killed save's temp file is removed next time."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -60,10 +62,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, architecture: 
         "threshold": float(threshold),
         "training": training or {},
     }
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save(payload, temp)
-    os.replace(temp, target)
-    return target
+    return write_file_atomic(target, lambda f: torch.save(payload, f))
 
 
 def safe_torch_load(path: str | os.PathLike, what: str = "checkpoint", map_location="cpu"):
@@ -119,7 +118,4 @@ def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Pat
     training = {k: v for k, v in payload.get("training", {}).items() if k not in ("optimizer", "history")}
     payload = {**payload, "training": training}
     target = Path(target)
-    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save(payload, temp)
-    os.replace(temp, target)
-    return target
+    return write_file_atomic(target, lambda f: torch.save(payload, f))

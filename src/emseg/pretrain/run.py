@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from emseg.errors import ConfigError, OutputExistsError
+from emseg.io.tempfiles import write_file_atomic
 
 
 class PretrainConfig(BaseModel):
@@ -49,9 +49,7 @@ class PretrainConfig(BaseModel):
 
 
 def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_file_atomic(path, lambda f: torch.save(obj, f))
 
 
 def state_path(output: Path) -> Path:
