@@ -1,12 +1,14 @@
 """`emseg <verb>`: a thin command-line layer over the library.
 
 Every `EmsegError` is printed as one line (``emseg: error: <file>: <problem>``) with exit
-code 2; a usage error prints click's usage line with exit code 2; anything else is a bug and
-keeps its traceback.
+code 2; so is an `OSError` that the file system raised for a named file (read-only, no
+permission, link loop, disk full: see `OS_REASONS`); a usage error prints click's usage line
+with exit code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 import warnings
@@ -114,6 +116,25 @@ def _click_errors() -> tuple[type[Exception], ...]:
     return tuple(found)
 
 
+#: errno values of an `OSError` that are the file system's answer, not a bug: printed as one line
+OS_REASONS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+                        errno.ENAMETOOLONG, errno.ENOSPC, errno.EDQUOT})
+
+
+def os_error_line(err: OSError) -> str | None:
+    """``<file>: <reason>`` for an `OSError` of `OS_REASONS` that names its file, else ``None``."""
+    if err.errno not in OS_REASONS or err.filename is None:
+        return None
+    return f"{err.filename}: {err.strerror or err}"
+
+
+def _validation_error() -> type[Exception]:
+    """pydantic's ValidationError, imported only when an error is being handled."""
+    from pydantic import ValidationError
+
+    return ValidationError
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning `EmsegError` into one line and exit code 2."""
     warnings.formatwarning = lambda msg, cat, *a, **k: f"emseg: warning: {msg}\n"
@@ -130,6 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     except _click_errors() as err:  # usage errors: one usage line (the help for a bare `emseg`)
         err.show()
         return err.exit_code
+    except _validation_error() as err:  # a config built without a one-line check of its own
+        from emseg.io.options import validation_line
+
+        typer.echo(f"emseg: error: {validation_line(err)}", err=True)
+        return 2
+    except OSError as err:  # a backstop: outputs are checked before any work (io.outputs.check_writable)
+        line = os_error_line(err)
+        if line is None:
+            raise
+        typer.echo(f"emseg: error: {line}", err=True)
+        return 2
     return 0
 
 

@@ -61,3 +61,7 @@ class DiskFullError(EmsegError):
 
 class PathTooLongError(EmsegError):
     """The output path or one of its names is longer than the file system allows."""
+
+
+class UnwritableOutputError(EmsegError):
+    """The output cannot be created where asked (read-only file system, no permission, link loop)."""

@@ -57,11 +57,13 @@ def register(app: typer.Typer) -> None:
         """
         from emseg.annotate import graph_cut, training_source_entry
         from emseg.io import open_volume, write_ome_zarr
-        from emseg.io.outputs import check_output
+        from emseg.io.outputs import check_output, check_writable
 
         sample_out = sample_mask or sample_mask_path(output)
-        for path in (output, sample_out):
+        for path in (output, sample_out):  # before the graph cut, which takes seconds to minutes
             check_output(path, [image, strokes, prior], overwrite)
+        if yaml_out is not None:
+            check_writable(yaml_out)
         volume = open_volume(image, voxel_size)
         stroke_volume = open_volume(strokes, volume.voxel_size)
         prior_volume = None if prior is None else open_volume(prior, volume.voxel_size)

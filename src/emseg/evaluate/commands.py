@@ -20,8 +20,16 @@ def parse_sweep(spec: str) -> list[float]:
             start, stop, step = (float(v) for v in spec.split(":"))
             if step <= 0:
                 raise ValueError("step must be > 0")
-            return [round(float(t), 6) for t in np.arange(start, stop + step / 2, step)]
-        return [float(v) for v in spec.split(",") if v.strip()]
+            if start > stop:
+                raise ValueError(f"START {start:g} is above STOP {stop:g}")
+            thresholds = [round(float(t), 6) for t in np.arange(start, stop + step / 2, step)]
+        else:
+            thresholds = [float(v) for v in spec.split(",") if v.strip()]
+        if not thresholds:
+            raise ValueError("no thresholds")
+        if not all(0.0 <= t <= 1.0 for t in thresholds):
+            raise ValueError("thresholds must be in [0, 1]")
+        return thresholds
     except ValueError as err:
         raise InvalidValuesError(f"--sweep {spec!r}: expected START:STOP:STEP or a list like 0.3,0.5 ({err})") from err
 

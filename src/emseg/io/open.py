@@ -406,7 +406,7 @@ def open_n5(path: str, inner: str) -> Volume:
     try:
         store = ts.open({"driver": "n5", "kvstore": {"driver": "file", "path": target}}, read=True, open=True).result()
     except Exception as err:  # noqa: BLE001
-        raise CorruptFileError(f"{target}: cannot open N5 dataset ({err})") from err
+        raise CorruptFileError(f"{target}: cannot open N5 dataset ({readers.short_reason(err)})") from err
     attrs = json.loads((Path(target) / "attributes.json").read_text())
     store = store.T  # N5 order is (x, y, z); emseg's is (z, y, x)
     chunks = store.chunk_layout.read_chunk.shape

@@ -9,7 +9,19 @@ from typing import Any
 import numpy as np
 
 from emseg.errors import CorruptFileError
-from emseg.io.volume import Region
+from emseg.io.volume import Region, format_region
+
+
+def short_reason(err: BaseException) -> str:
+    """A library's error on one line, without tensorstore's spec dump."""
+    text = str(err).split(" [tensorstore_spec=")[0].strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def corrupt(path: str, what: str, region: Region, err: BaseException) -> CorruptFileError:
+    """The one-line error for a chunk that cannot be read or decoded."""
+    return CorruptFileError(f"{path}: cannot read {what} at z, y, x {format_region(region)}; "
+                            f"a chunk is corrupt or truncated ({short_reason(err)})")
 
 
 class LazyHandle:
@@ -105,7 +117,10 @@ class Hdf5Reader(LazyHandle):
         return h5py.File(self.path, "r")[self.dataset]
 
     def __call__(self, region: Region) -> np.ndarray:
-        return self.handle[region]
+        try:
+            return self.handle[region]
+        except OSError as err:  # h5py: a chunk's filter (gzip, ...) failed
+            raise corrupt(self.path, f"HDF5 dataset {self.dataset}", region, err) from err
 
 
 class ZarrReader(LazyHandle):
@@ -120,7 +135,10 @@ class ZarrReader(LazyHandle):
         return zarr.open_array(self.path, mode="r")
 
     def __call__(self, region: Region) -> np.ndarray:
-        return np.asarray(self.handle[region])
+        try:
+            return np.asarray(self.handle[region])
+        except (ValueError, OSError, RuntimeError) as err:  # numcodecs' decoders raise these
+            raise corrupt(self.path, "zarr array", region, err) from err
 
 
 class TensorstoreReader(LazyHandle):
@@ -138,7 +156,10 @@ class TensorstoreReader(LazyHandle):
         return store.T if self.driver == "n5" else store
 
     def __call__(self, region: Region) -> np.ndarray:
-        return self.handle[region].read().result()
+        try:
+            return self.handle[region].read().result()
+        except ValueError as err:  # tensorstore reports a bad chunk as ValueError naming its file
+            raise corrupt(self.path, f"{self.driver} array", region, err) from err
 
 
 class MrcReader(LazyHandle):

@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
         """Meshes (vertices in nm, x y z) of all or chosen objects as PLY, OBJ or neuroglancer
         precomputed (legacy mesh source: open OUTDIR as `precomputed://…` in neuroglancer)."""
         from emseg.errors import InvalidValuesError
+        from emseg.io.outputs import check_writable
         from emseg.measure.meshes import export_meshes
         from emseg.measure.objects import check_labels
         from emseg.postprocess.pipeline import open_input
@@ -71,6 +72,7 @@ def register(app: typer.Typer) -> None:
             chosen = [int(v) for v in ids.split(",") if v.strip()] if ids else None
         except ValueError as err:
             raise InvalidValuesError(f"--ids {ids!r}: expected comma-separated integers") from err
+        check_writable(outdir, into=True)
         volume = open_input(labels, voxel_size)
         check_labels(volume)
         start = time.perf_counter()

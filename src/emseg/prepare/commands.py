@@ -57,12 +57,13 @@ def clahe_command(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """3D CLAHE (uint8 out), identical to whole-volume skimage equalize_adapthist, computed blockwise."""
+    from emseg.io.options import from_options
     from emseg.prepare.clahe import ClaheConfig, clahe
     from emseg.prepare.common import as_volume
 
     start = time.perf_counter()
+    config = from_options(ClaheConfig, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
     _check_output(output, overwrite, source, chunks=chunks)
-    config = ClaheConfig(kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
     volume = as_volume(source, voxel_size)
     data = clahe(volume, config, chunks=chunks, progress=True)
     _write(data, output, volume, "image", chunks, overwrite, {"step": "clahe", **config.model_dump()}, start)

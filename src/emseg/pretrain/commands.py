@@ -40,11 +40,12 @@ def register(app: typer.Typer) -> None:
         OUTPUT.png (loss / positive-key accuracy). For many GPUs:
         `torchrun --nproc_per_node N -m emseg pretrain ...`.
         """
+        from emseg.io.options import from_options
         from emseg.pretrain.run import PretrainConfig, pretrain as run_pretrain
 
-        config = PretrainConfig(arch=arch, epochs=epochs, batch_size=batch_size, width=width, image_size=image_size,
-                                queue_size=queue_size, lr=lr, schedule=schedule, bn_groups=bn_groups,
-                                steps_per_epoch=steps_per_epoch, device=device, seed=seed)
+        config = from_options(PretrainConfig, arch=arch, epochs=epochs, batch_size=batch_size, width=width,
+                              image_size=image_size, queue_size=queue_size, lr=lr, schedule=schedule,
+                              bn_groups=bn_groups, steps_per_epoch=steps_per_epoch, device=device, seed=seed)
         summary = run_pretrain(patches, output, config, resume=resume, overwrite=overwrite)
         if os.environ.get("RANK", "0") == "0":
                 typer.echo(f"wrote {summary['output']} ({summary['patches']} patches, {summary['images_per_s']:.1f} "

@@ -14,12 +14,13 @@ def check_run_folder(output_dir: Path, resume: bool, overwrite: bool, inputs: tu
     """Before any work: a folder holding an earlier run's checkpoints is continued with ``resume``
     or replaced with ``overwrite`` (only the run's own files are removed), never silently."""
     from emseg.errors import ConfigError, OutputExistsError
-    from emseg.io.outputs import check_output
+    from emseg.io.outputs import check_output, check_writable
 
     if resume and overwrite:
         raise ConfigError(f"{output_dir}: use either --resume or --overwrite, not both")
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputExistsError(f"{output_dir}: exists and is not a folder; choose another --output-dir")
+    check_writable(output_dir, into=True)
     if resume:
         return
     existing = [output_dir / name for name in RUN_FILES if (output_dir / name).exists()]

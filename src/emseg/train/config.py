@@ -68,6 +68,13 @@ class TrainConfig(Strict):
             raise ValueError("voxel_size must be three positive numbers (z, y, x) in nm")
         return value
 
+    @field_validator("output_shape")
+    @classmethod
+    def _output_shape(cls, value: list[int]) -> list[int]:
+        if len(value) != 3 or any(v <= 0 for v in value):
+            raise ValueError(f"output_shape must be three positive sizes (z, y, x) in voxels, got {value}")
+        return value
+
     organelle: str = "object"
     model: dict = Field(default_factory=lambda: {"architecture": "unet3d"})
     output_shape: list[int] = [44, 44, 44]
@@ -124,7 +131,7 @@ def parse_config(raw: dict, where: str = "config") -> TrainConfig:
         for err in exc.errors():
             loc = err["loc"]
             label = describe_location(raw, loc)
-            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             problems.append(f"{label}: {message}")
         raise ConfigError(f"{where}: " + "; ".join(problems)) from None
 
