@@ -48,7 +48,7 @@ def config(folder, **extra):
     (lambda s: s.update(colour="red"), "source train[0] 'cellA' → colour: unknown key"),
     (lambda s: s.update(raw="missing.tif"), "source cellA: missing.tif: no such file"),
     (lambda s: s.update(labels="__small__"), "source cellA: labels shape"),
-    (lambda s: s.update(roi=[[0, 10], [0, 96], [0, 200]]), "source cellA: roi"),
+    (lambda s: s.update(roi=[[0, 10], [0, 96], [0, 200]]), "source cellA: ROI 0:200 on axis x is empty or outside"),
     (lambda s: s.update(label_values=[7]), "source cellA: no foreground"),
 ])
 def test_bad_config_names_the_source(cell, tmp_path, change, message):

@@ -243,7 +243,7 @@ def graph_cut(
     check_shapes(shape, strokes.shape, str(name), str(stroke_name))
     if contrast not in ("intensity", "probability"):
         raise InvalidValuesError(f"contrast must be 'intensity' or 'probability', got {contrast!r}")
-    region = parse_roi(roi, shape)
+    region = parse_roi(roi, shape, str(name))
     if prior is not None:
         check_shapes(shape, prior.shape, str(name), prior_name, subject="the prior has",
                      hint="pass a probability map predicted on this image")

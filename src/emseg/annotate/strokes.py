@@ -10,38 +10,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from emseg.errors import InvalidValuesError, ShapeMismatchError
+from emseg.io.roi import format_roi, parse_roi  # noqa: F401  (re-exported for the annotate stage)
+from emseg.io.volume import Region
 
 OBJECT, BACKGROUND = 1, 2
-Region = tuple[slice, slice, slice]
-
-
-def parse_roi(roi: str | Sequence | None, shape: Sequence[int]) -> Region:
-    """``"z0:z1,y0:y1,x0:x1"`` (empty bounds allowed), slices or ``None`` → three clipped slices."""
-    if roi is None:
-        return tuple(slice(0, int(n)) for n in shape)  # type: ignore[return-value]
-    parts = roi.split(",") if isinstance(roi, str) else list(roi)
-    if len(parts) != 3:
-        raise InvalidValuesError(f"ROI needs 3 ranges z0:z1,y0:y1,x0:x1, got {roi!r}")
-    region = []
-    for part, n in zip(parts, shape):
-        if isinstance(part, str):
-            bounds = part.strip().split(":")
-            if len(bounds) != 2:
-                raise InvalidValuesError(f"ROI range {part!r} is not start:stop")
-            try:
-                part = slice(int(bounds[0]) if bounds[0] else None, int(bounds[1]) if bounds[1] else None)
-            except ValueError:
-                raise InvalidValuesError(f"ROI range {part!r} is not start:stop integers") from None
-        start, stop, _ = part.indices(int(n))
-        if stop <= start:
-            raise InvalidValuesError(f"ROI {format_roi(tuple(region) + (part,))} is empty for shape {tuple(shape)}")
-        region.append(slice(start, stop))
-    return tuple(region)  # type: ignore[return-value]
-
-
-def format_roi(region: Sequence[slice]) -> str:
-    """``z0:z1,y0:y1,x0:x1`` as the CLI's ``--roi`` takes it."""
-    return ",".join(f"{s.start}:{s.stop}" for s in region)
 
 
 def check_shapes(image_shape: Sequence[int], strokes_shape: Sequence[int], image_name: str, strokes_name: str,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from emseg.errors import ConfigError
+from emseg.io.roi import parse_roi  # noqa: F401  (re-exported: emseg.blocks.parse_roi)
 
 Shape = tuple[int, int, int]
 Slices = tuple[slice, slice, slice]
@@ -56,31 +57,6 @@ class BlockPlan:
     @property
     def n_voxels(self) -> int:
         return int(sum(np.prod(b.write_shape) for b in self.blocks))
-
-
-def parse_roi(roi: str | Sequence[Sequence[int]] | None, shape: Sequence[int], source: str = "") -> Slices:
-    """``"z0:z1,y0:y1,x0:x1"`` (empty bounds allowed) or ((z0, z1), ...) → slices; errors
-    name the volume when the ROI is empty or outside it."""
-    if roi is None:
-        return tuple(slice(0, int(n)) for n in shape)  # type: ignore[return-value]
-    if isinstance(roi, str):
-        parts = roi.split(",")
-        if len(parts) != 3:
-            raise ConfigError(f"ROI {roi!r}: expected 'z0:z1,y0:y1,x0:x1'")
-        bounds = []
-        for part, n in zip(parts, shape):
-            lo, _, hi = part.partition(":")
-            try:
-                bounds.append((int(lo) if lo.strip() else 0, int(hi) if hi.strip() else int(n)))
-            except ValueError:
-                raise ConfigError(f"ROI {roi!r}: bounds must be integers (voxels)") from None
-    else:
-        bounds = [(int(a), int(b)) for a, b in roi]
-    for (lo, hi), n, axis in zip(bounds, shape, "zyx"):
-        if not 0 <= lo < hi <= n:
-            raise ConfigError(f"{source}: ROI {lo}:{hi} on axis {axis} is empty or outside the volume "
-                              f"(shape {tuple(int(s) for s in shape)})")
-    return tuple(slice(lo, hi) for lo, hi in bounds)  # type: ignore[return-value]
 
 
 def plan_blocks(volume_shape: Sequence[int], block_shape: Sequence[int], read_shape: Sequence[int],

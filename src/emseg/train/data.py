@@ -16,7 +16,9 @@ import torch
 
 from emseg.errors import ConfigError, EmsegError
 from emseg.io import open_volume
+from emseg.io.roi import parse_roi
 from emseg.io.volume import Volume
+from emseg.models.normalization import Normalization
 from emseg.predict.resample import cast_like, resample_array, same_voxel_size
 from emseg.train.augment import augment_block
 from emseg.train.config import Augment, Sampling, Source
@@ -96,12 +98,7 @@ def open_source(source: Source, label: str, in_memory_limit_gb: float = 4.0,
             raise ConfigError(f"{where}: {kind} shape {vol.shape} differs from raw shape {raw.shape} ({vol.path})")
     if labels.dtype.kind not in "uib":
         raise ConfigError(f"{where}: labels must be integers, got {labels.dtype} ({labels.path})")
-    if source.roi is None:
-        roi = tuple(slice(0, n) for n in raw.shape)
-    else:
-        if any(r[0] < 0 or r[1] > n for r, n in zip(source.roi, raw.shape)):
-            raise ConfigError(f"{where}: roi {source.roi} lies outside the volume of shape {raw.shape}")
-        roi = tuple(slice(r[0], r[1]) for r in source.roi)
+    roi = parse_roi(source.roi, raw.shape, where)
     readers = {"raw": RegionReader(raw, roi), "labels": RegionReader(labels, roi)}
     readers.update({k: RegionReader(v, roi) if v is not None else None for k, v in masks.items()})
     nbytes = sum(math.prod(readers["raw"].shape) * v.dtype.itemsize
@@ -198,7 +195,7 @@ class BlockSampler(torch.utils.data.IterableDataset):
             break
         raw, target, mask = augment_block(source, out_start, self.input_shape, self.output_shape,
                                           self.augment, rng)
-        raw = (raw - np.float32(self.normalization["mean"])) / np.float32(self.normalization["std"])
+        raw = Normalization.of(self.normalization).standardize(raw)
         return {"raw": torch.from_numpy(np.ascontiguousarray(raw[None], dtype=np.float32)),
                 "target": torch.from_numpy(np.ascontiguousarray(target[None], dtype=np.float32)),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask[None], dtype=np.float32))}
