@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 
 from emseg.blocks.plan import Block, reflect_read
+from emseg.models.normalization import Normalization
 
 Mode = Literal["3d", "stack", "orthoplane"]
 _CACHE: dict[str, Any] = {}  # per process: model on its device, open output array
@@ -107,7 +108,7 @@ class PredictJob:
     dtype: str = "uint8"
     device: str = "auto"
     amp: bool = False
-    normalization: dict = field(default_factory=lambda: {"mean": 0.5, "std": 0.25})
+    normalization: dict = field(default_factory=lambda: Normalization().to_dict())
     token: str = ""  # identifies the model + settings; cache key
     torch_threads: int = 0  # 0: leave torch's default
 
@@ -138,10 +139,8 @@ class PredictJob:
 
     # -- the three job methods -----------------------------------------------------
     def read(self, block: Block) -> np.ndarray:
-        from emseg.models import normalize
-
         raw = reflect_read(self.volume, block.read_start, self.geometry.read_shape)
-        return normalize(raw, **self.normalization)
+        return Normalization.of(self.normalization).apply(raw)
 
     def compute(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         import torch

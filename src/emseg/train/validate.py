@@ -10,7 +10,7 @@ import torch
 
 from emseg.masks import boundary_exclusion_mask
 from emseg.metrics import Counts, confusion_counts, scores_from_counts
-from emseg.models.normalization import unit_scale
+from emseg.models.normalization import Normalization
 
 
 def tile_starts(size: int, tile: int) -> list[int]:
@@ -34,7 +34,7 @@ def predict_in_memory(model, raw: np.ndarray, normalization: dict, output_tile=N
     output_tile = model.output_shape(input_tile)
     context = [(i - o) // 2 for i, o in zip(input_tile, output_tile)]
     pad = [(c, i - o - c + max(0, o - n)) for c, i, o, n in zip(context, input_tile, output_tile, raw.shape)]
-    x = (unit_scale(raw) - np.float32(normalization["mean"])) / np.float32(normalization["std"])
+    x = Normalization.of(normalization).apply(raw)
     x = np.pad(x, pad, mode="symmetric")
     out = np.zeros(raw.shape, np.float32)
     was_training = model.training
