@@ -8,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from emseg.cli import main
 
@@ -213,3 +215,142 @@ def test_c76_checkpoint_save_on_a_full_disk_keeps_the_old_one(small_disk):
         save_checkpoint(target, big, **kwargs)
     assert target.read_bytes() == before and sorted(p.name for p in target.parent.iterdir()) == ["last.pt"]
     assert isinstance(load_checkpoint(target).model, torch.nn.Module)
+
+
+# ---- item 5: property-based tests of the parsers and the block planner ---------------------
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SHAPES = st.tuples(*[st.integers(1, 40)] * 3)
+
+
+@st.composite
+def shape_and_roi(draw):
+    """A volume shape and a valid ROI in it, as (lo, hi) pairs."""
+    shape = draw(SHAPES)
+    pairs = []
+    for n in shape:
+        lo = draw(st.integers(0, n - 1))
+        pairs.append((lo, draw(st.integers(lo + 1, n))))
+    return shape, pairs
+
+
+@FAST
+@given(text=st.text(max_size=40), shape=SHAPES)
+def test_roi_parser_raises_only_emseg_errors(text, shape):
+    from emseg.blocks import parse_roi
+    from emseg.errors import EmsegError
+
+    try:
+        region = parse_roi(text, shape, "vol.tif")
+    except EmsegError:
+        return
+    assert all(0 <= s.start < s.stop <= n for s, n in zip(region, shape))
+
+
+@FAST
+@given(case=shape_and_roi(), spaces=st.booleans(), open_ends=st.booleans())
+def test_roi_parser_round_trips_valid_rois(case, spaces, open_ends):
+    from emseg.blocks import parse_roi
+
+    shape, pairs = case
+    sep = ", " if spaces else ","
+    parts = []
+    for (lo, hi), n in zip(pairs, shape):
+        parts.append(f"{'' if open_ends and lo == 0 else lo}:{'' if open_ends and hi == n else hi}")
+    region = parse_roi(sep.join(parts), shape, "vol.tif")
+    assert [(s.start, s.stop) for s in region] == pairs
+    assert parse_roi(pairs, shape) == region
+
+
+@pytest.fixture(scope="module")
+def small_tif(tmp_path_factory):
+    return voxel_tiff(tmp_path_factory.mktemp("vs") / "v.tif", shape=(2, 8, 8))
+
+
+@settings(FAST, max_examples=25)
+@given(values=st.lists(st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=12),
+                       min_size=0, max_size=4))
+def test_voxel_size_option_gives_exit_0_or_2_never_a_traceback(values, small_tif, capsys):
+    import math
+
+    code, err = run_cli(capsys, "info", small_tif, "--voxel-size", *values)
+    assert code in (0, 2) and "Traceback" not in err, (values, err)
+    if code == 0:
+        numbers = [float(v) for v in values]
+        assert len(numbers) == 3 and all(math.isfinite(v) and v > 0 for v in numbers)
+
+
+@settings(FAST, max_examples=15)
+@given(values=st.tuples(*[st.floats(min_value=1e-3, max_value=1e6, allow_nan=False)] * 3))
+def test_voxel_size_option_round_trips_valid_sizes(values, small_tif, capsys):
+    capsys.readouterr()
+    code = main(["info", str(small_tif), "--voxel-size", *map(repr, values)])
+    out = capsys.readouterr().out
+    assert code == 0 and f"voxel size (nm): {values}" in out
+
+
+@FAST
+@given(values=st.tuples(*[st.floats(allow_nan=True, allow_infinity=True)] * 3))
+def test_check_voxel_size_accepts_positive_finite_else_emseg_error(values):
+    import math
+
+    from emseg.errors import InvalidVoxelSizeError
+    from emseg.io.volume import check_voxel_size
+
+    if all(math.isfinite(v) and v > 0 for v in values):
+        assert check_voxel_size(values) == values
+    else:
+        with pytest.raises(InvalidVoxelSizeError):
+            check_voxel_size(values)
+
+
+@st.composite
+def plans(draw):
+    """Arguments of plan_blocks: shape, chunks, block (a multiple of them), context, ROI."""
+    shape, pairs = draw(shape_and_roi())
+    chunks = draw(st.tuples(*[st.integers(1, 8)] * 3))
+    block = tuple(c * draw(st.integers(1, 3)) for c in chunks)
+    lo = draw(st.tuples(*[st.integers(0, 6)] * 3))
+    hi = draw(st.tuples(*[st.integers(0, 6)] * 3))
+    return shape, chunks, block, lo, hi, tuple(slice(a, b) for a, b in pairs)
+
+
+class RecordingVolume:
+    """A numpy volume that fails any read outside itself."""
+
+    def __init__(self, data):
+        self.data, self.shape = data, data.shape
+
+    def __getitem__(self, key):
+        for s, n in zip(key, self.shape):
+            assert 0 <= s.start < s.stop <= n, f"read {key} outside shape {self.shape}"
+        return self.data[key]
+
+
+PAD = 64  # more than any read reaches outside the volume
+
+
+@settings(max_examples=80, deadline=None)
+@given(args=plans())
+def test_block_plan_covers_the_roi_once_and_reads_stay_in_bounds(args):
+    from emseg.blocks import plan_blocks, reflect_read
+
+    shape, chunks, block, lo, hi, roi = args
+    read = tuple(b + a + c for b, a, c in zip(block, lo, hi))
+    plan = plan_blocks(shape, block, read, lo, chunks, roi)
+    count = np.zeros(shape, np.int32)
+    for b in plan.blocks:
+        assert all(0 <= s.start < s.stop <= n and s.start % c == 0 for s, n, c in zip(b.write, shape, chunks))
+        count[b.write] += 1
+        assert all(r <= s.start and r + n >= s.stop for r, n, s in zip(b.read_start, read, b.write))
+    inside = count[roi]
+    assert inside.min() == 1 and count.max() == 1  # the ROI once; chunk-aligned margins at most once
+    volume = np.arange(np.prod(shape), dtype=np.int32).reshape(shape)
+    padded = volume
+    for axis, n in enumerate(shape):  # numpy's mirror padding, any width (an axis of 1 repeats)
+        pads = [(0, 0)] * 3
+        pads[axis] = (PAD, PAD)
+        padded = np.pad(padded, pads, mode="reflect" if n > 1 else "edge")
+    for b in plan.blocks[:4]:
+        got = reflect_read(RecordingVolume(volume), b.read_start, read)
+        want = padded[tuple(slice(r + PAD, r + PAD + n) for r, n in zip(b.read_start, read))]
+        np.testing.assert_array_equal(got, want)
