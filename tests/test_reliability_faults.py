@@ -250,6 +250,8 @@ def test_os_error_backstop_names_the_file_in_one_line():
         "out/x.csv: Read-only file system"
     assert os_error_line(OSError(errno.EROFS, "Read-only file system")) is None  # no file: keep the traceback
     assert os_error_line(FileNotFoundError(errno.ENOENT, "No such file", "x")) is None  # may be a bug
+    assert os_error_line(PermissionError(errno.EACCES, "Permission denied", "d/.c.ome.zarr.partial-0a7c-25-32f")) == \
+        "d/c.ome.zarr: cannot write the output (Permission denied)"  # the output, not its hidden temporary
 
 
 def test_os_error_backstop_in_main(data, tmp_path, monkeypatch, capsys):

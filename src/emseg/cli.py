@@ -122,10 +122,19 @@ OS_REASONS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, e
 
 
 def os_error_line(err: OSError) -> str | None:
-    """``<file>: <reason>`` for an `OSError` of `OS_REASONS` that names its file, else ``None``."""
+    """``<file>: <reason>`` for an `OSError` of `OS_REASONS` that names its file, else ``None``.
+    A hidden temporary ``.NAME.partial-…`` (an output being written) is shown as ``NAME``."""
+    import os
+    import re
+
     if err.errno not in OS_REASONS or err.filename is None:
         return None
-    return f"{err.filename}: {err.strerror or err}"
+    name = os.fsdecode(err.filename)
+    head, tail = os.path.split(name)
+    temp = re.fullmatch(r"\.(.+)\.partial-[\w.-]+", tail)
+    if temp:
+        name = os.path.join(head, temp.group(1))
+    return f"{name}: cannot write the output ({err.strerror or err})" if temp else f"{name}: {err.strerror or err}"
 
 
 def _validation_error() -> type[Exception]:
