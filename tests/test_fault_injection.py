@@ -3,6 +3,10 @@ property-based parsers and planners, and kill -9 followed by a rerun (issue #24)
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -354,3 +358,106 @@ def test_block_plan_covers_the_roi_once_and_reads_stay_in_bounds(args):
         got = reflect_read(RecordingVolume(volume), b.read_start, read)
         want = padded[tuple(slice(r + PAD, r + PAD + n) for r, n in zip(b.read_start, read))]
         np.testing.assert_array_equal(got, want)
+
+
+# ---- item 6: kill -9 at a random time, then the same command again -------------------------
+def emseg_process(*args) -> subprocess.Popen:
+    """``python -m emseg args`` in a child process (niceness inherited)."""
+    return subprocess.Popen([sys.executable, "-m", "emseg", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def kill_at_random(proc: subprocess.Popen, started, max_delay: float, rng) -> str:
+    """Wait until ``started()`` (the command is writing), sleep a random time, then SIGKILL.
+    Returns a note for failure messages (the delay, and whether the run had already ended)."""
+    deadline = time.monotonic() + 300
+    while not started() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    delay = float(rng.uniform(0, max_delay))
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode in (0, -signal.SIGKILL), err
+    return f"killed {delay:.2f} s after it started writing" + (" (it had finished)" if proc.returncode == 0 else "")
+
+
+def tree_bytes(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` (but the done-block ledger) by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".emseg_ledger" not in p.parts}
+
+
+def writing(folder, name: str):
+    """A ``started`` test: the output or its temp sibling exists."""
+    return lambda: any(p.name == name or p.name.startswith(f".{name}.") for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def kill_inputs(tmp_path_factory):
+    """A small volume at 8 nm, a probability map of it, a tiny 3D U-Net checkpoint and a training config."""
+    import yaml
+
+    from emseg.io import write_ome_zarr
+    from emseg.models import build, save_checkpoint
+    from emseg.synth import make_volume
+
+    folder = tmp_path_factory.mktemp("kill")
+    synth = make_volume((32, 96, 96), (8.0, 8.0, 8.0), seed=2)
+    meta = {"resolution": (0.125, 0.125), "metadata": {"spacing": 8, "unit": "nm"}, "imagej": True}
+    tifffile.imwrite(folder / "raw.tif", synth.raw, **meta)
+    tifffile.imwrite(folder / "mito.tif", synth.mito.astype(np.uint8), **meta)
+    write_ome_zarr((synth.mito * 200 + 20).astype(np.uint8), folder / "prob.ome.zarr", (8, 8, 8), chunks=16)
+    net_config = {"fmaps": 2, "downsample_factors": [[2, 2, 2]]}
+    save_checkpoint(folder / "tiny.pt", build("unet3d", **net_config), architecture="unet3d",
+                    model_config=net_config, voxel_size=(8, 8, 8), normalization={"mean": 0.5, "std": 0.25})
+    tiny = {"architecture": "unet3d", **net_config}
+    source = {"raw": str(folder / "raw.tif"), "labels": str(folder / "mito.tif"), "voxel_size": [8, 8, 8]}
+    config = {"model": tiny, "output_shape": [16, 16, 16], "num_workers": 0, "iterations": 8,
+              "checkpoint_every": 2, "validate_every": 4,
+              "train": [{**source, "roi": [[0, 32], [0, 96], [0, 96]]}],
+              "validation": [{**source, "roi": [[8, 24], [0, 96], [0, 96]]}]}
+    (folder / "train.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+ZARR_COMMANDS = {
+    "convert": lambda d, out: ["convert", d / "raw.tif", out, "--chunks", "16"],
+    "clahe": lambda d, out: ["prepare", "clahe", d / "raw.tif", out, "--kernel-size", "16", "--chunks", "16"],
+    "postprocess": lambda d, out: ["postprocess", d / "prob.ome.zarr", "-o", out, "--block", "16", "48", "48"],
+    "predict": lambda d, out: ["predict", d / "tiny.pt", d / "raw.tif", out, "--device", "cpu", "--chunks", "16",
+                               "--block", "16", "--roi", "0:32,0:64,0:64"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(ZARR_COMMANDS))
+def test_kill_9_then_rerun_gives_the_same_bytes(command, kill_inputs, tmp_path, capsys):
+    rng = np.random.default_rng()
+    args = ZARR_COMMANDS[command]
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "run").mkdir()
+    reference, output = tmp_path / "ref" / "out.ome.zarr", tmp_path / "run" / "out.ome.zarr"
+    code, err = run_cli(capsys, *args(kill_inputs, reference))
+    assert code == 0, err
+    note = kill_at_random(emseg_process(*args(kill_inputs, output)), writing(output.parent, output.name),
+                          1.0 if command == "predict" else 0.3, rng)
+    complete = output.exists() and command != "predict"  # killed after the rename that completes it
+    code, err = run_cli(capsys, *args(kill_inputs, output))
+    assert code == 0 or (complete and "output exists" in err), f"{note}: {err}"
+    assert tree_bytes(output) == tree_bytes(reference), note
+    assert hidden(output.parent) == [], note
+
+
+@pytest.mark.slow
+def test_kill_9_during_training_then_resume_finishes(kill_inputs, tmp_path, capsys):
+    import torch
+
+    rng = np.random.default_rng()
+    run = tmp_path / "run"
+    args = ["train", kill_inputs / "train.yaml", "--device", "cpu", "--output-dir", run]
+    note = kill_at_random(emseg_process(*args), lambda: (run / "last.pt").exists(), 1.0, rng)
+    code, err = run_cli(capsys, *args, "--resume")
+    assert code == 0, f"{note}: {err}"
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["training"]["iteration"] == 8, note
+    assert hidden(run) == [], note
