@@ -15,7 +15,8 @@ def test_mito_is_bundled_with_its_metadata():
     assert model.voxel_size == (10.0, 10.0, 10.0)  # trained on 5 nm data resampled to 10 nm
     assert 0 < model.normalization["std"] < 1
     assert model.training["validation"]["f1"] > 0.8  # scores travel with the weights
-    assert model.threshold == model.training["validation"]["threshold"]  # chosen by validation F1
+    chosen = model.training.get("threshold_choice", model.training["validation"])  # chosen on validation
+    assert model.threshold == chosen["threshold"]
     assert "optimizer" not in model.training  # slim: no optimizer state in the package
 
 

@@ -61,6 +61,9 @@ def test_slim_checkpoint_drops_optimizer_but_stays_usable(tmp_path):
     payload = read_checkpoint(slim)
     assert "optimizer" not in payload["training"] and payload["training"]["validation"] == {"f1": 0.9}
     assert load_checkpoint(slim).voxel_size == (5, 5, 5)
+    chosen = slim_checkpoint(full, tmp_path / "chosen.pt", threshold=0.65, threshold_choice={"chosen_on": "validation"})
+    assert load_checkpoint(chosen).threshold == 0.65
+    assert read_checkpoint(chosen)["training"]["threshold_choice"] == {"threshold": 0.65, "chosen_on": "validation"}
 
 
 @pytest.mark.parametrize("upsample", ["nearest", "transposed"])

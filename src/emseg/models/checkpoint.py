@@ -111,11 +111,20 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         training=payload.get("training", {}), path=str(path))
 
 
-def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike, threshold: float | None = None,
+                    threshold_choice: dict | None = None) -> Path:
     """Copy a checkpoint without optimizer state and loss history (for sharing or bundling);
-    everything needed to use it (weights, config, normalisation, scores) is kept."""
+    everything needed to use it (weights, config, normalisation, scores) is kept.
+
+    ``threshold`` replaces the one training chose (e.g. one chosen on the validation part through
+    `emseg predict`); ``threshold_choice`` records how it was chosen (kept in ``training``)."""
     payload = read_checkpoint(source)
     training = {k: v for k, v in payload.get("training", {}).items() if k not in ("optimizer", "history")}
     payload = {**payload, "training": training}
+    if threshold is not None:
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        payload["threshold"] = float(threshold)
+        training["threshold_choice"] = {"threshold": float(threshold), **(threshold_choice or {})}
     target = Path(target)
     return write_file_atomic(target, lambda f: torch.save(payload, f))
