@@ -91,7 +91,8 @@ def bench_dedup(n: int) -> None:
     with Timer() as fast:
         got = greedy_exemplars(small, seed=1)
     print(f"| 20000 | brute force | {brute.wall:.1f} | {brute.cpu:.1f} | {len(np.unique(ref))} | |")
-    print(f"| 20000 | hybrid: multi-index (m={choose_m(len(np.unique(small)), 12)})  → direct | {fast.wall:.1f} | {fast.cpu:.1f} | "
+    m = choose_m(len(np.unique(small)), 12)
+    print(f"| 20000 | hybrid: multi-index (m={m})  → direct | {fast.wall:.1f} | {fast.cpu:.1f} | "
           f"{len(np.unique(got))} | {np.array_equal(ref, got)} |")
     big = clustered_hashes(n, n // 10, 10, rng)
     with Timer() as t:

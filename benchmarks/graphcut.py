@@ -114,8 +114,8 @@ def main() -> int:
                 if not (strokes == 1).any():
                     print(f"{head} (no mitochondrion large enough on these planes)")
                     continue
-                old, old_wall, _ = timed(lambda: graph_cut(raw, strokes, voxel_size, **OLD))
-                new, new_wall, _ = timed(lambda: graph_cut(raw, strokes, voxel_size, keep_supervoxels=True))
+                old, old_wall, _ = timed(lambda: graph_cut(raw, strokes, voxel_size, **OLD))  # noqa: B023 (called at once)
+                new, new_wall, _ = timed(lambda: graph_cut(raw, strokes, voxel_size, keep_supervoxels=True))  # noqa: B023 (called at once)
                 assert (new.mask[strokes == 1] == 1).all() and (new.mask[strokes == 2] == 0).all()
                 old_iou, new_iou = iou(old.mask, truth), iou(new.mask, truth)
                 ceiling = ceiling_iou(new.supervoxels, truth)
@@ -123,7 +123,7 @@ def main() -> int:
                 row = (f"{head} {f'{(strokes == 1).sum()}/{(strokes == 2).sum()}':>10} | {old_iou:7.3f} {old_wall:5.1f} | "
                        f"{new_iou:7.3f} {new_wall:5.1f} {ceiling:7.3f} |")
                 if n_roi < args.rw_rois:
-                    rw, rw_wall, _ = timed(lambda: random_walker_mask(raw, strokes, voxel_size))
+                    rw, rw_wall, _ = timed(lambda: random_walker_mask(raw, strokes, voxel_size))  # noqa: B023 (called at once)
                     row += f" {iou(rw, truth):6.3f} {rw_wall:6.1f}"
                 print(row, flush=True)
     print(f"\nmean over the {'tuning' if args.tuning else 'scored'} ROIs")
@@ -139,7 +139,7 @@ def main() -> int:
     mirrored = (np.concatenate([raw, raw[::-1]])[:256], np.concatenate([truth, truth[::-1]])[:256])
     for name, (vol, gt) in (("165×256×256", (raw, truth)), ("256×256×256 (z mirrored)", mirrored)):
         strokes = simulate_strokes(gt, 3, axis=0)
-        result, wall, cpu = timed(lambda: graph_cut(vol, strokes, voxel_size))
+        result, wall, cpu = timed(lambda: graph_cut(vol, strokes, voxel_size))  # noqa: B023 (called at once)
         steps = ", ".join(f"{key} {value:.1f}" for key, value in result.timings.items())
         print(f"{name:>26}: IoU {iou(result.mask, gt):.3f}, wall {wall:.1f} s, cpu {cpu:.1f} s "
               f"({result.n_supervoxels} supervoxels; wall per step: {steps}); load {os.getloadavg()[0]:.1f}",

@@ -49,7 +49,8 @@ def main() -> int:
     tiles = [(y, x) for y in range(0, 768 - 255, 256) for x in range(0, 1024 - 255, 256)
              if truth_all[:, y:y + 256, x:x + 256].mean() >= 0.04]
     print(f"ROIs (z 132:165, 256 × 256 from y, x): {tiles}; model threshold {threshold}")
-    header = "| ROI y,x | axis | k | model alone | strokes alone | " + " | ".join(f"strokes + prior (w {w:g})" for w in weights) + " |"
+    priors = " | ".join(f"strokes + prior (w {w:g})" for w in weights)
+    header = f"| ROI y,x | axis | k | model alone | strokes alone | {priors} |"
     print(header + "\n" + "|---" * (header.count("|") - 1) + "|")
     scores: dict[tuple, list[float]] = {}
     for y, x in tiles:

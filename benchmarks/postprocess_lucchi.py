@@ -84,9 +84,9 @@ def agreement(zarr_path: Path, out_dir: Path, block) -> list[str]:
 
     from emseg.evaluate.pipeline import evaluate
     from emseg.io import open_volume
+    from emseg.masks import boundary_exclusion_mask
     from emseg.measure.objects import measure
     from emseg.metrics import voxel_scores
-    from emseg.masks import boundary_exclusion_mask
 
     truth = open_volume(str(zarr_path))[:, :, :]
     blockwise = open_volume(str(out_dir / "labels.ome.zarr"))[:, :, :]

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from test_pretrain import _one_thread  # noqa: F401 (autouse fixture)
 from test_resnet import fake_cem500k
 

@@ -7,13 +7,13 @@ import dask.array as da
 import numpy as np
 import pytest
 from scipy import ndimage
+from test_postprocess_components import same_partition
 
 from emseg.cli import main
 from emseg.errors import InvalidValuesError
 from emseg.io import open_volume
 from emseg.postprocess.ops import fill_holes, open_close, resolve_conflicts, threshold_mask
 from emseg.postprocess.pipeline import PostprocessConfig, postprocess, postprocess_classes
-from test_postprocess_components import same_partition
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_pretrain import _one_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 from emseg.errors import CorruptFileError
 from emseg.models.resnet import ResNet, infer_arch, load_encoder_weights, read_encoder_file
-from test_pretrain import _one_thread  # noqa: F401 (autouse fixture: one torch thread)
+
 
 def test_torchvision_parameter_names_resnet50():
     names = set(ResNet("resnet50", 1, 8).state_dict())

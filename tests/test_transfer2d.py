@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from test_pretrain import _one_thread, make_patch_store  # noqa: F401 (autouse fixture)
+
 
 @pytest.fixture(scope="module")
 def synth_tifs(tmp_path_factory):

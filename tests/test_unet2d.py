@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from test_pretrain import _one_thread  # noqa: F401 (autouse fixture: one torch thread)
 
 from emseg.models import build, load_checkpoint, save_checkpoint
-from test_pretrain import _one_thread  # noqa: F401 (autouse fixture: one torch thread)
+
 
 def test_any_size_gives_same_size_output():
     model = build("unet2d_resnet", arch="resnet18", width=8).eval()

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, check_strokes, format_roi, parse_roi, stroke_summary
 from emseg.annotate.features import DEFAULT_SCALES_NM, filter_features, region_features
 from emseg.annotate.learned import object_probability, probability_costs, stroke_votes
+from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, check_strokes, format_roi, parse_roi, stroke_summary
 from emseg.annotate.supervoxels import adjacency, slic_working_grid, upsample_nearest
 from emseg.errors import EmsegError, InvalidValuesError
 from emseg.io.volume import check_voxel_size

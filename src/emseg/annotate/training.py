@@ -18,7 +18,8 @@ def training_source_entry(
     """One ``sources`` entry of a training YAML: raw image, graph-cut labels (binary, 1 = object),
     the sample mask (1 inside the annotated ROI) and the ROI as ``[[z0, z1], [y0, y1], [x0, x1]]``.
 
-    ``as_yaml=True`` returns the YAML text of a one-item list, ready to paste under ``train:`` (or ``validation:``) of a training YAML.
+    ``as_yaml=True`` returns the YAML text of a one-item list, ready to paste under ``train:`` (or
+    ``validation:``) of a training YAML.
     """
     entry = {
         "raw": os.fspath(raw),

@@ -125,7 +125,7 @@ def run_blocks(job, blocks: Sequence[Block], ledger: Ledger | None, *, batch_siz
     finished = ledger.done() if ledger is not None else set()
     todo = [b for b in blocks if b.key not in finished]
     report.skipped = len(blocks) - len(todo)
-    for attempt in range(retries + 1):
+    for _attempt in range(retries + 1):
         if not todo:
             break
         if client is None:

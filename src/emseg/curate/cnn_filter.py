@@ -1,7 +1,8 @@
 """The trained informativeness filter: a small CNN with BCE on labelled patches (85/15 split).
 
 The reference trained a ResNet34 at 224 px; to train in minutes on a CPU this uses a small
-residual CNN (4 blocks, 8–32 channels) on the patch downsampled 4× (56 px, 4 × 4 mean), the same loss, split and label semantics. The saved file is a
+residual CNN (4 blocks, 8–32 channels) on the patch downsampled 4× (56 px, 4 × 4 mean), the same loss, split and
+label semantics. The saved file is a
 torch checkpoint ``{"state_dict", "config", "metrics"}``; `load_filter` returns a scorer.
 """
 

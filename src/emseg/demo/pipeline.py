@@ -84,8 +84,8 @@ def segment_and_score(model: str, data, folder: Path, settings: DemoSettings, ti
 def run_demo(out: str | Path = "demo", settings: DemoSettings | None = None, overwrite: bool = False,
              log: Callable[[str], None] = print) -> dict:
     """Run every step; returns the summary (also written to out/summary.json)."""
-    from emseg.demo.figures import write_overlays
     from emseg.demo.data import prepare_data, training_config, write_training_yaml
+    from emseg.demo.figures import write_overlays
     from emseg.demo.report import write_report
     from emseg.io import open_volume
 

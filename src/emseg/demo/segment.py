@@ -10,9 +10,9 @@ from emseg.demo.settings import DemoSettings
 
 def predict_volume(model: str, data: DemoData, folder: Path, settings: DemoSettings) -> Path:
     """Probabilities (uint8 OME-Zarr) of the whole volume, blockwise, as `emseg predict` does."""
-    from emseg.predict import predict
-
     import warnings
+
+    from emseg.predict import predict
 
     with warnings.catch_warnings():  # the bundled model works at 10 nm: resampling is expected here
         warnings.filterwarnings("ignore", message=".*resampling the input", category=UserWarning)

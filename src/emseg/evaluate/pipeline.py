@@ -40,8 +40,14 @@ def evaluate(
     from emseg.evaluate.voxel import sweep_counts, sweep_table, voxel_counts
     from emseg.metrics import scores_from_counts
     from emseg.postprocess.ops import check_threshold, foreground, probability_scale, threshold_mask
-    from emseg.postprocess.pipeline import (as_instances, check_same_grid, is_probability, open_input,
-                                           processing_chunks, require_complete)
+    from emseg.postprocess.pipeline import (
+        as_instances,
+        check_same_grid,
+        is_probability,
+        open_input,
+        processing_chunks,
+        require_complete,
+    )
     from emseg.postprocess.regions import boxes, label_table
 
     threshold = check_threshold(threshold)

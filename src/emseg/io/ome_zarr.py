@@ -12,8 +12,8 @@ import dataclasses
 import math
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +21,7 @@ import numpy as np
 
 from emseg.errors import EmsegError
 from emseg.io.outputs import check_output
-from emseg.io.tempfiles import (check_path_length, disk_full_error, is_disk_full, remove_leftovers, remove_path,
-                                 temp_sibling)
+from emseg.io.tempfiles import check_path_length, disk_full_error, is_disk_full, remove_leftovers, remove_path, temp_sibling
 from emseg.io.volume import Volume, VoxelSize, array_volume, check_voxel_size
 
 Kind = Literal["image", "labels"]

@@ -121,7 +121,7 @@ def _measure(volume, raw, voxel_size, surface: bool, chunks, progress: bool):
         def area(label, box):
             return surface_area_nm2(read_object(volume, int(label), box)[0], volume.voxel_size)
 
-        tasks = [dask.delayed(area)(label, (l, h)) for label, l, h in zip(table.index, lo, hi)]
+        tasks = [dask.delayed(area)(label, (low, high)) for label, low, high in zip(table.index, lo, hi)]
         with dask_progress("surfaces", progress):
             areas = dask.compute(*tasks, scheduler="threads")
         out["surface_area_nm2"] = np.asarray(areas, np.float64)

@@ -35,5 +35,6 @@ def load(name_or_path: str, device: str = "cpu") -> LoadedModel:
                       "and no checkpoint file at that path")
 
 
-__all__ = ["LoadedModel", "ResNet", "UNet3D", "UNetResNet2D", "available", "build", "bundled", "load", "load_checkpoint", "normalize",
+__all__ = ["LoadedModel", "ResNet", "UNet3D", "UNetResNet2D", "available", "build", "bundled", "load", "load_checkpoint",
+           "normalize",
            "read_checkpoint", "register", "save_checkpoint", "slim_checkpoint", "unit_scale"]

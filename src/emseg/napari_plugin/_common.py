@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 #: checkpoints made in this session (Fine-tune adds to it); offered by every model picker
 RECENT_CHECKPOINTS: list[str] = []

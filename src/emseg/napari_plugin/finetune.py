@@ -10,8 +10,17 @@ from pathlib import Path
 
 from qtpy.QtWidgets import QFormLayout, QPushButton, QSpinBox
 
-from emseg.napari_plugin._common import (RECENT_CHECKPOINTS, EmsegDock, LayerCombo, ModelPicker, PathEdit,
-                                         checkpoint_path, device_combo, layer_array, layer_voxel_size)
+from emseg.napari_plugin._common import (
+    RECENT_CHECKPOINTS,
+    EmsegDock,
+    LayerCombo,
+    ModelPicker,
+    PathEdit,
+    checkpoint_path,
+    device_combo,
+    layer_array,
+    layer_voxel_size,
+)
 
 MAX_OUTPUT = 44  # the training recipe's output block edge; smaller when the annotated ROI is small
 VALIDATION_SHAPE = (48, 96, 96)  # live F1 on the central part of the annotation

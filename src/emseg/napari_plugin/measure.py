@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton, QTableWidget,
-                            QTableWidgetItem, QWidget)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QPushButton, QTableWidget, QTableWidgetItem, QWidget
 
 from emseg.napari_plugin._common import EmsegDock, LayerCombo, PathEdit, layer_array, layer_voxel_size
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from qtpy.QtWidgets import QButtonGroup, QCheckBox, QDoubleSpinBox, QFormLayout, QLineEdit, QRadioButton
 
-from emseg.napari_plugin._common import (EmsegDock, LayerCombo, ModelPicker, PathEdit, device_combo, layer_array,
-                                         layer_voxel_size)
+from emseg.napari_plugin._common import EmsegDock, LayerCombo, ModelPicker, PathEdit, device_combo, layer_array, layer_voxel_size
 
 #: labels larger than this many voxels are shown lazily (dask over the OME-Zarr) instead of read into memory
 IN_MEMORY_VOXELS = 256 * 1024**2

@@ -36,12 +36,10 @@ def register(app: typer.Typer) -> None:
         → instance labels (uint32/uint64). With several maps: per-class thresholds, argmax
         among the classes above threshold → one class label volume (uint8)."""
         from emseg.errors import InvalidValuesError
-        from emseg.io.outputs import check_output
-        from emseg.postprocess.pipeline import PostprocessConfig
-        from emseg.postprocess.pipeline import postprocess as run
-        from emseg.postprocess.pipeline import postprocess_classes
-
         from emseg.io.options import require_positive
+        from emseg.io.outputs import check_output
+        from emseg.postprocess.pipeline import PostprocessConfig, postprocess_classes
+        from emseg.postprocess.pipeline import postprocess as run
 
         require_positive("--block", block)
         thresholds = list(threshold or [])  # none given: each map's model threshold

@@ -129,7 +129,7 @@ def _equivalences(summaries: dict, offsets: np.ndarray, chunks, connectivity: in
                 face = np.where(face > 0, face + offsets[neighbour], 0)
                 f0 = [starts[a][neighbour[a]] for a in other_axes]
                 sl_plane, sl_face = [], []
-                for k, a in enumerate(other_axes):
+                for k in range(len(other_axes)):
                     lo = max(f0[k], extent[k][0])
                     hi = min(f0[k] + face.shape[k], extent[k][1])
                     if hi <= lo:

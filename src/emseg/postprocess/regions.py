@@ -88,4 +88,4 @@ def boxes(table) -> dict:
     """id → (lo, hi) inclusive voxel corners, from a label table."""
     lo = table[[f"lo_{a}" for a in AXES]].to_numpy()
     hi = table[[f"hi_{a}" for a in AXES]].to_numpy()
-    return {int(i): (tuple(int(v) for v in l), tuple(int(v) for v in h)) for i, l, h in zip(table.index, lo, hi)}
+    return {int(i): (tuple(int(v) for v in low), tuple(int(v) for v in high)) for i, low, high in zip(table.index, lo, hi)}

@@ -15,7 +15,6 @@ import numpy as np
 
 from emseg.io.volume import Region, Volume, check_voxel_size
 
-
 VOXEL_SIZE_TOLERANCE = 0.1  # relative difference per axis before two voxel sizes "differ"
 
 

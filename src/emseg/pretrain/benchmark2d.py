@@ -109,7 +109,7 @@ def grid_patch_store(path: str | os.PathLike, sources: list[tuple[str, np.ndarra
     from emseg.curate.store import PATCH, PatchStore
 
     store = PatchStore.create(path)
-    for ds, (name, volume) in enumerate(sources):
+    for ds, (_name, volume) in enumerate(sources):
         tiles = list(grid_tiles(volume, PATCH, min_size))
         if not tiles:
             continue

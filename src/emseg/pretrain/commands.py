@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Optional
 
-from emseg.errors import ConfigError
-
 import typer
+
+from emseg.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
         `torchrun --nproc_per_node N -m emseg pretrain ...`.
         """
         from emseg.io.options import from_options
-        from emseg.pretrain.run import PretrainConfig, pretrain as run_pretrain
+        from emseg.pretrain.run import PretrainConfig
+        from emseg.pretrain.run import pretrain as run_pretrain
 
         config = from_options(PretrainConfig, arch=arch, epochs=epochs, batch_size=batch_size, width=width,
                               image_size=image_size, queue_size=queue_size, lr=lr, schedule=schedule,
@@ -57,7 +58,8 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint to write.")] = Path("model2d.pt"),
     ) -> None:
         """Train a 2D U-Net-ResNet (random or pretrained encoder, frozen or fine-tuned) on slices."""
-        from emseg.train.transfer2d import load_config, train2d as run_train2d
+        from emseg.train.transfer2d import load_config
+        from emseg.train.transfer2d import train2d as run_train2d
 
         summary = run_train2d(load_config(config), output)
         scores = f", validation IoU {summary['iou']:.3f}" if "iou" in summary else ""
