@@ -221,6 +221,22 @@ def test_c76_checkpoint_save_on_a_full_disk_keeps_the_old_one(small_disk):
     assert isinstance(load_checkpoint(target).model, torch.nn.Module)
 
 
+
+@pytest.mark.slow
+def test_c76_train_on_a_full_disk_is_one_line_and_leaves_no_temp(kill_inputs, small_disk, capsys):
+    import os
+
+    stat = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (stat.f_bavail * stat.f_frsize - 16384))
+    run = small_disk / "run"
+    code, err = run_cli(capsys, "train", kill_inputs / "train.yaml", "--device", "cpu", "--output-dir", run)
+    assert code == 2 and "Traceback" not in err, err
+    assert err.count("emseg: error:") == 1, err  # the progress bar shares stderr
+    message = err.split("emseg: error:")[1].split("\n")[0]
+    assert f"{run}/last.pt: cannot write the output: no space left on device" in message or \
+        f"{run}/best.pt: cannot write the output: no space left on device" in message, err
+    assert hidden(run) == [] and not any(p.suffix == ".pt" for p in run.iterdir())
+
 # ---- item 5: property-based tests of the parsers and the block planner ---------------------
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 SHAPES = st.tuples(*[st.integers(1, 40)] * 3)

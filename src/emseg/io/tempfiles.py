@@ -133,8 +133,8 @@ def is_disk_full(exc: BaseException | None) -> bool:
 
 def disk_full_error(target: str | os.PathLike) -> DiskFullError:
     """The one-line error for an output that did not fit."""
-    return DiskFullError(f"{target}: cannot write the output: no space left on device; nothing was left "
-                         "behind; free some space (or choose another place) and run again")
+    return DiskFullError(f"{target}: cannot write the output: no space left on device (the partial output was "
+                         "removed); free some space or choose another place, and run again")
 
 
 def remove_path(path: Path) -> None:
