@@ -125,16 +125,17 @@ def os_error_line(err: OSError) -> str | None:
     """``<file>: <reason>`` for an `OSError` of `OS_REASONS` that names its file, else ``None``.
     A hidden temporary ``.NAME.partial-…`` (an output being written) is shown as ``NAME``."""
     import os
-    import re
+
+    from emseg.io.tempfiles import partial_output_name
 
     if err.errno not in OS_REASONS or err.filename is None:
         return None
     name = os.fsdecode(err.filename)
     head, tail = os.path.split(name)
-    temp = re.fullmatch(r"\.(.+)\.partial-[\w.-]+", tail)
-    if temp:
-        name = os.path.join(head, temp.group(1))
-    return f"{name}: cannot write the output ({err.strerror or err})" if temp else f"{name}: {err.strerror or err}"
+    output = partial_output_name(tail)
+    if output is None:
+        return f"{name}: {err.strerror or err}"
+    return f"{os.path.join(head, output)}: cannot write the output ({err.strerror or err})"
 
 
 def _validation_error() -> type[Exception]:

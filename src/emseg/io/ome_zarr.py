@@ -21,7 +21,7 @@ import numpy as np
 
 from emseg.errors import EmsegError
 from emseg.io.outputs import check_output
-from emseg.io.tempfiles import check_path_length, disk_full_error, is_disk_full, remove_leftovers, remove_path, temp_sibling
+from emseg.io.tempfiles import check_path_length, temp_output, temp_sibling
 from emseg.io.volume import Volume, VoxelSize, array_volume, check_voxel_size
 
 Kind = Literal["image", "labels"]
@@ -256,35 +256,28 @@ def write_ome_zarr(
     out_dtype = np.dtype(dtype) if dtype is not None else source.dtype
     if kind == "labels" and out_dtype.kind not in "uib":
         raise EmsegError(f"{source.path}: labels must be integers, got dtype {out_dtype}")
-    check_path_length(target)
+    check_path_length(target)  # before creating its parent folders
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target)
-    temp = temp_sibling(target, "partial")
-    # our own pool: on failure we wait for blocks still in flight before removing the temp folder
-    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
-    try:
-        group = create_ome_zarr(temp, source.shape, out_dtype, voxel_size, chunks, levels, kind,
-                                name=target.name, attrs={"source": str(source.path), **(attrs or {})},
-                                zarr_format=zarr_format)
-        level0 = group["0"]
-        read_chunks = read_chunks_for(source.shape, level0.chunks, out_dtype.itemsize, source.chunks)
-        if lazy is not None:
-            data = lazy
-        else:
-            data = da.from_array(source, chunks=read_chunks, asarray=True, lock=False, fancy=False)
-        if data.dtype != out_dtype:
-            data = data.astype(out_dtype)
-        with dask_progress("level 0", progress):
-            da.store(data, level0, lock=False, scheduler="threads", pool=pool)
-        build_pyramid(group, kind, progress, pool=pool)
-        emseg_attrs = dict(group.attrs.get("emseg", {}))
-        group.attrs["emseg"] = {**emseg_attrs, "complete": True}
-        pool.shutdown(wait=True)
-        replace_output(temp, target)
-    except BaseException as exc:
-        pool.shutdown(wait=True, cancel_futures=True)
-        remove_path(temp)
-        if is_disk_full(exc):
-            raise disk_full_error(target) from None
-        raise
+    with temp_output(target, "partial", replace=replace_output) as temp:
+        # our own pool: on failure we wait for blocks still in flight before the temp folder is removed
+        pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2)
+        try:
+            group = create_ome_zarr(temp, source.shape, out_dtype, voxel_size, chunks, levels, kind,
+                                    name=target.name, attrs={"source": str(source.path), **(attrs or {})},
+                                    zarr_format=zarr_format)
+            level0 = group["0"]
+            read_chunks = read_chunks_for(source.shape, level0.chunks, out_dtype.itemsize, source.chunks)
+            if lazy is not None:
+                data = lazy
+            else:
+                data = da.from_array(source, chunks=read_chunks, asarray=True, lock=False, fancy=False)
+            if data.dtype != out_dtype:
+                data = data.astype(out_dtype)
+            with dask_progress("level 0", progress):
+                da.store(data, level0, lock=False, scheduler="threads", pool=pool)
+            build_pyramid(group, kind, progress, pool=pool)
+            emseg_attrs = dict(group.attrs.get("emseg", {}))
+            group.attrs["emseg"] = {**emseg_attrs, "complete": True}
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return target

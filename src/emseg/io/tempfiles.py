@@ -53,6 +53,12 @@ def short_name(name: str) -> str:
     return raw[:keep].decode(errors="ignore") + "~" + digest
 
 
+def partial_output_name(name: str) -> str | None:
+    """The output name a ``.NAME.partial-…`` temporary is written for (a cut name stays cut), else None."""
+    found = re.fullmatch(r"\.(.+)\.partial-[\w.-]+", name)
+    return found.group(1) if found else None
+
+
 def temp_sibling(target: str | os.PathLike, tag: str) -> Path:
     """A fresh hidden sibling of ``target`` that a later run can recognise as ours."""
     if tag not in TAGS:
@@ -108,10 +114,7 @@ def remove_leftovers(target: str | os.PathLike) -> list[Path]:
             continue
         if tag == "old" and not target.exists():  # a replace was cut between its two renames: keep the old output
             continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove_path(path)
         removed.append(path)
         warnings.warn(f"{target}: removed {path.name}, left by a killed emseg run (process {pid})",
                       LeftoverRemovedWarning, stacklevel=2)
@@ -146,16 +149,18 @@ def remove_path(path: Path) -> None:
 
 
 @contextmanager
-def temp_file(target: str | os.PathLike) -> Iterator[Path]:
-    """Write a file atomically: yields a temp path next to ``target``, renamed onto it on success;
-    on any error the temp file is removed and a full disk becomes `DiskFullError`."""
+def temp_output(target: str | os.PathLike, tag: str = "tmp",
+                replace: Callable[[Path, Path], None] = os.replace) -> Iterator[Path]:
+    """Write an output atomically: yields a temp sibling of ``target`` (a file or folder to create),
+    moved onto ``target`` by ``replace(temp, target)`` on success; on any error the temp is removed
+    and a full disk becomes `DiskFullError`. Leftovers of killed runs are removed first."""
     target = Path(target)
     check_path_length(target)
     remove_leftovers(target)
-    temp = temp_sibling(target, "tmp")
+    temp = temp_sibling(target, tag)
     try:
         yield temp
-        os.replace(temp, target)
+        replace(temp, target)
     except BaseException as exc:
         remove_path(temp)
         if is_disk_full(exc):
@@ -166,6 +171,6 @@ def temp_file(target: str | os.PathLike) -> Iterator[Path]:
 def write_file_atomic(target: str | os.PathLike, write: Callable[[object], None]) -> Path:
     """Call ``write(f)`` on a binary file that appears at ``target`` only once complete."""
     target = Path(target)
-    with temp_file(target) as temp, open(temp, "wb") as f:
+    with temp_output(target) as temp, open(temp, "wb") as f:
         write(f)
     return target
