@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -140,12 +141,24 @@ def disk_full_error(target: str | os.PathLike) -> DiskFullError:
                          "removed); free some space or choose another place, and run again")
 
 
-def remove_path(path: Path) -> None:
-    """Remove a temp file or folder, ignoring errors."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+def remove_path(path: Path, quiet_for: float = 0.2, at_most: float = 5.0) -> None:
+    """Remove a temp file or folder, ignoring errors, until it has stayed gone for ``quiet_for``
+    seconds (at most ``at_most``): after a failed store, zarr's own I/O thread can still finish
+    the other chunk writes of that store and recreate entries in a folder already removed."""
+    deadline = time.monotonic() + at_most
+    gone_since = None
+    while time.monotonic() < deadline:
+        if os.path.lexists(path):
+            gone_since = None
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        elif gone_since is None:
+            gone_since = time.monotonic()
+        elif time.monotonic() - gone_since >= quiet_for:
+            return
+        time.sleep(0.02)
 
 
 @contextmanager
