@@ -19,9 +19,10 @@ import numpy as np
 
 from emseg.annotate.features import DEFAULT_SCALES_NM, filter_features, region_features
 from emseg.annotate.learned import object_probability, probability_costs, stroke_votes
-from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, check_strokes, format_roi, parse_roi, stroke_summary
+from emseg.annotate.strokes import BACKGROUND, OBJECT, Region, check_shapes, check_strokes, stroke_summary
 from emseg.annotate.supervoxels import adjacency, slic_working_grid, upsample_nearest
 from emseg.errors import EmsegError, InvalidValuesError
+from emseg.io.roi import format_roi, parse_roi
 from emseg.io.volume import check_voxel_size
 
 BYTES_PER_VOXEL = 64  # peak of graph_cut measured at 54 B/voxel on 256³ (float32 copies, int32 labels, EDT)

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from emseg.errors import InvalidValuesError, ShapeMismatchError
-from emseg.io.roi import format_roi, parse_roi  # noqa: F401  (re-exported for the annotate stage)
 from emseg.io.volume import Region
 
 OBJECT, BACKGROUND = 1, 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from emseg.annotate.strokes import format_roi
+from emseg.io.roi import format_roi
 
 
 def training_source_entry(

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from emseg.errors import ConfigError
-from emseg.io.roi import parse_roi  # noqa: F401  (re-exported: emseg.blocks.parse_roi)
 
 Shape = tuple[int, int, int]
 Slices = tuple[slice, slice, slice]

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from emseg.blocks import BlockPlan, Ledger, RunReport, block_shape_for, parse_roi, plan_blocks, run_blocks
+from emseg.blocks import BlockPlan, Ledger, RunReport, block_shape_for, plan_blocks, run_blocks
 from emseg.errors import ConfigError, EmsegError, OutputExistsError
 from emseg.io.outputs import check_output
+from emseg.io.roi import parse_roi
 from emseg.predict.engine import Mode, PredictJob, geometry, is_valid_conv
 
 MODEL_SCALE = "model_scale"  # sub-image holding the prediction at the model's voxel size, when resampled
