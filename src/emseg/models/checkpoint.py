@@ -7,6 +7,7 @@ A checkpoint is one ``torch.save`` file holding a dict::
      "state_dict": {...},
      "voxel_size": [z, y, x] (nm), "normalization": {"mean": m, "std": s},
      "organelle": "mito", "threshold": 0.5,
+     "inference": {"mode": "orthoplane", "tta": True},  # how `emseg predict` runs it by default (optional)
      "training": {...}  # config, iteration, optimizer state, validation scores (optional)
     }
 """
@@ -21,12 +22,31 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emseg.errors import CorruptFileError, VolumeNotFoundError
+from emseg.errors import ConfigError, CorruptFileError, VolumeNotFoundError
 from emseg.io.tempfiles import write_file_atomic
 from emseg.models.normalization import Normalization
 from emseg.models.registry import build
 
 FORMAT_VERSION = 1
+INFERENCE_MODES = ("3d", "stack", "orthoplane")
+
+
+def inference_settings(inference: dict | None, where: str = "checkpoint") -> dict:
+    """Checked copy of a checkpoint's ``inference`` dict: ``mode`` (3d, stack or orthoplane) and
+    ``tta`` (bool), both optional; anything else is a one-line `ConfigError` naming ``where``."""
+    if inference is None:
+        return {}
+    if not isinstance(inference, dict):
+        raise ConfigError(f"{where}: inference settings must be a dict, got {type(inference).__name__}")
+    unknown = sorted(set(inference) - {"mode", "tta"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown inference setting(s) {', '.join(map(repr, unknown))} (known: mode, tta)")
+    if "mode" in inference and inference["mode"] not in INFERENCE_MODES:
+        raise ConfigError(f"{where}: inference mode must be one of {', '.join(INFERENCE_MODES)}, "
+                          f"got {inference['mode']!r}")
+    if "tta" in inference and not isinstance(inference["tta"], bool):
+        raise ConfigError(f"{where}: inference tta must be true or false, got {inference['tta']!r}")
+    return dict(inference)
 
 
 @dataclass
@@ -42,14 +62,23 @@ class LoadedModel:
     threshold: float = 0.5
     training: dict = field(default_factory=dict)
     path: str = ""
+    inference: dict = field(default_factory=dict)  # e.g. {"mode": "orthoplane", "tta": True}; {} = predict's defaults
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, architecture: str, model_config: dict,
                     voxel_size, normalization: dict, organelle: str = "object", threshold: float = 0.5,
-                    training: dict | None = None) -> Path:
+                    training: dict | None = None, inference: dict | None = None) -> Path:
     """Write a checkpoint atomically (temp file + rename): a killed save never leaves half a file, a
-    full disk raises `DiskFullError` and leaves nothing, and a killed save's temp file is removed next time."""
+    full disk raises `DiskFullError` and leaves nothing, and a killed save's temp file is removed next time.
+
+    ``inference`` (e.g. ``{"mode": "orthoplane", "tta": True}``) is how `emseg predict` runs the
+    model when its caller leaves mode at ``auto`` and tta unset."""
     target = Path(path)
+    inference = inference_settings(inference, str(target))
+    spatial = getattr(model, "spatial_dims", 3)
+    if "mode" in inference and (inference["mode"] == "3d") != (spatial == 3):
+        raise ConfigError(f"{target}: inference mode {inference['mode']!r} does not fit a {spatial}D model "
+                          "(3D: '3d'; 2D: 'stack' or 'orthoplane')")
     target.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "emseg_checkpoint": FORMAT_VERSION,
@@ -60,6 +89,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, architecture: 
         "normalization": {k: float(v) for k, v in normalization.items()},
         "organelle": organelle,
         "threshold": float(threshold),
+        "inference": inference,
         "training": training or {},
     }
     return write_file_atomic(target, lambda f: torch.save(payload, f))
@@ -108,16 +138,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         model=model, architecture=payload["architecture"], model_config=payload["model_config"],
         voxel_size=tuple(payload["voxel_size"]), normalization=payload["normalization"],
         organelle=payload.get("organelle", "object"), threshold=payload.get("threshold", 0.5),
-        training=payload.get("training", {}), path=str(path))
+        training=payload.get("training", {}), path=str(path),
+        inference=inference_settings(payload.get("inference"), str(path)))
 
 
 def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike, threshold: float | None = None,
-                    threshold_choice: dict | None = None) -> Path:
+                    threshold_choice: dict | None = None, inference: dict | None = None) -> Path:
     """Copy a checkpoint without optimizer state and loss history (for sharing or bundling);
     everything needed to use it (weights, config, normalisation, scores) is kept.
 
     ``threshold`` replaces the one training chose (e.g. one chosen on the validation part through
-    `emseg predict`); ``threshold_choice`` records how it was chosen (kept in ``training``)."""
+    `emseg predict`); ``threshold_choice`` records how it was chosen (kept in ``training``);
+    ``inference`` replaces the stored inference settings (see `save_checkpoint`)."""
     payload = read_checkpoint(source)
     training = {k: v for k, v in payload.get("training", {}).items() if k not in ("optimizer", "history")}
     payload = {**payload, "training": training}
@@ -126,5 +158,7 @@ def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike, thresh
             raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
         payload["threshold"] = float(threshold)
         training["threshold_choice"] = {"threshold": float(threshold), **(threshold_choice or {})}
+    if inference is not None:
+        payload["inference"] = inference_settings(inference, str(target))
     target = Path(target)
     return write_file_atomic(target, lambda f: torch.save(payload, f))

@@ -75,6 +75,22 @@ def _as_loaded(model, volume, device):
     return model, None
 
 
+def inference_mode(loaded, mode: str, tta: bool | None, name: str) -> tuple[str, bool]:
+    """The mode and flip TTA to run: the caller's, else the checkpoint's stored ``inference``
+    settings, else the defaults (3D nets ``3d``, 2D nets ``stack``; no TTA)."""
+    stored = dict(getattr(loaded, "inference", {}) or {})
+    spatial = getattr(loaded.model, "spatial_dims", 3)
+    if mode == "auto":
+        mode = stored.get("mode") or ("3d" if spatial == 3 else "stack")
+        origin = " (stored in the checkpoint)" if "mode" in stored else ""
+    else:
+        origin = ""
+    if mode not in ("3d", "stack", "orthoplane") or (mode == "3d") != (spatial == 3):
+        raise ConfigError(f"{name}: mode {mode!r}{origin} does not fit a {spatial}D model "
+                          "(3D: '3d'; 2D: 'stack' or 'orthoplane')")
+    return mode, bool(stored.get("tta", False)) if tta is None else bool(tta)
+
+
 def output_chunks(chunks, shape: Sequence[int]) -> tuple[int, ...]:
     """The output's chunk shape: ``chunks`` (an int or three) clipped to ``shape``."""
     return tuple(min(int(c), n) for c, n in zip((chunks,) * 3 if np.isscalar(chunks) else chunks, shape))
@@ -90,7 +106,7 @@ def model_metadata(loaded, source_path: str | None) -> dict:
     return {"source": source_path or "<in-memory model>", "architecture": loaded.architecture,
             "model_config": loaded.model_config, "voxel_size": list(loaded.voxel_size),
             "normalization": dict(loaded.normalization), "organelle": loaded.organelle,
-            "threshold": loaded.threshold}
+            "threshold": loaded.threshold, "inference": dict(getattr(loaded, "inference", {}) or {})}
 
 
 def refuse_assumed_voxel_size(volume, why: str = "was assumed (the file has no voxel size)",
@@ -177,7 +193,7 @@ def predict(
     mask: Any = None,
     mode: Mode | str = "auto",
     axis: int = 0,
-    tta: bool = False,
+    tta: bool | None = None,
     halo: int | None = None,
     block_shape: Sequence[int] | int | None = None,
     chunks: Sequence[int] | int = 64,
@@ -197,8 +213,9 @@ def predict(
     """Predict ``model`` (bundled name, checkpoint path, `LoadedModel` or nn.Module) on
     ``volume`` (path or `Volume`) into the OME-Zarr ``output``; see the module docstring.
 
-    mode: ``auto`` (3D nets: ``3d``; 2D nets: ``stack``), ``stack`` (2D net slice by slice
-    along ``axis``) or ``orthoplane``. roi: ``"z0:z1,y0:y1,x0:x1"`` in voxels. mask: a
+    mode: ``auto`` (the checkpoint's stored mode, else 3D nets: ``3d``, 2D nets: ``stack``),
+    ``stack`` (2D net slice by slice along ``axis``) or ``orthoplane``. tta: flip TTA; None: the
+    checkpoint's stored choice, else off. roi: ``"z0:z1,y0:y1,x0:x1"`` in voxels. mask: a
     volume (path or `Volume`, any scale) — only blocks holding mask voxels are computed.
     workers: start a LocalCluster with that many worker processes; scheduler: address of
     an existing ``distributed`` scheduler; client: a ready ``distributed.Client``.
@@ -219,14 +236,12 @@ def predict(
     torch_device = pick_device(device)
     loaded, source_path = _as_loaded(model, volume, torch_device)
     net = loaded.model
-    spatial = getattr(net, "spatial_dims", 3)
-    mode = ("3d" if spatial == 3 else "stack") if mode == "auto" else mode
-    if mode not in ("3d", "stack", "orthoplane") or (mode == "3d") != (spatial == 3):
-        raise ConfigError(f"mode {mode!r} does not fit a {spatial}D model (3D: '3d'; 2D: 'stack' or 'orthoplane')")
+    name = source_path or loaded.path or loaded.architecture
+    mode, tta = inference_mode(loaded, mode, tta, name)
     if axis not in (0, 1, 2):
         raise ConfigError(f"axis must be 0 (z), 1 (y) or 2 (x), got {axis}")
     native = volume
-    volume = check_voxel_sizes(volume, loaded.voxel_size, allow_resample, source_path or loaded.architecture)
+    volume = check_voxel_sizes(volume, loaded.voxel_size, allow_resample, name)
     roi_slices = parse_roi(roi, native.shape, native.path)
     if volume is not native:
         return _predict_at_model_scale(call, native, volume, output, roi_slices, loaded, source_path, overwrite,
@@ -238,7 +253,7 @@ def predict(
     wanted = [min(int(w), n) for w, n in zip(wanted, volume.shape)]
     geo = geometry(net, block_shape_for(chunk_shape, wanted, grid), mode, halo, axis)
     if tta and is_valid_conv(net) and any(c % 2 for c in net.context):
-        raise ConfigError(f"flip TTA needs a symmetric context; this net's context is {net.context}")
+        raise ConfigError(f"{name}: flip TTA needs a symmetric context; this net's context is {net.context}")
     plan = plan_blocks(volume.shape, geo.block_shape, geo.read_shape, geo.context_lo, chunk_shape, roi_slices,
                        geo.grid)
     blocks = list(plan.blocks)
