@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     def predict_command(
-        model: Annotated[str, typer.Argument(help="Checkpoint path (.pt) or a bundled model name (e.g. mito).")],
+        model: Annotated[str, typer.Argument(help="Checkpoint path (.pt) or a bundled model name (e.g. mito); several, comma-separated (a.pt,mito), are an ensemble: their probabilities are averaged.")],
         input: Annotated[str, typer.Argument(help="Input volume (any format emseg reads).")],
         output: Annotated[Path, typer.Argument(help="Output OME-Zarr of probabilities (e.g. mito.ome.zarr).")],
         roi: Annotated[Optional[str], typer.Option(help="Region in voxels: z0:z1,y0:y1,x0:x1 (bounds may be empty).")] = None,
@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
         amp: Annotated[bool, typer.Option("--amp", help="bfloat16 autocast (GPU).")] = False,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output made by another model or settings.")] = False,
         allow_resample: Annotated[bool, typer.Option("--allow-resample", help="Resample the input when its voxel size differs from the model's.")] = False,
+        weights: Annotated[Optional[str], typer.Option(help="Ensemble weights, one per model, comma-separated (e.g. 2,1); default: equal.")] = None,
     ) -> None:
-        """Predict probabilities blockwise into OME-Zarr; rerun the same command to resume a killed run."""
+        """Predict probabilities blockwise into OME-Zarr; rerun the same command to resume a killed run.
+        Several models (MODEL = a.pt,b.pt) predict into OUTPUT/member_<i> and are averaged into OUTPUT/0."""
         from emseg.errors import ConfigError
         from emseg.io import open_volume
         from emseg.io.options import require_positive
@@ -51,9 +53,10 @@ def register(app: typer.Typer) -> None:
         result = predict(model, volume, output, roi=roi, mask=mask, mode=mode, axis="zyx".index(axis), tta=tta,
                          halo=halo, block_shape=block, chunks=chunks, dtype=dtype, device=device, amp=amp,
                          batch_size=batch_size, workers=workers, scheduler=scheduler, overwrite=overwrite,
-                         allow_resample=allow_resample, progress=True)
+                         allow_resample=allow_resample, weights=weights, progress=True)
         r = result.report
         voxels = result.plan.n_voxels
-        typer.echo(f"{output}: {len(r.done)} blocks computed, {r.skipped} already done, "
+        averaged = f", {len(result.members)} models averaged" if result.members else ""
+        typer.echo(f"{output}: {len(r.done)} blocks computed, {r.skipped} already done{averaged}, "
                    f"{'complete' if result.complete else 'incomplete'} ({voxels / 1e6:.2f} MVox planned, "
                    f"{r.seconds:.1f} s)")

@@ -6,6 +6,8 @@ metadata and the prediction settings in ``attrs["emseg"]``; its ledger
 true only when every planned block is done. Running the same command again resumes;
 running it with another model or other settings refuses unless ``overwrite``.
 
+Several models (a list, or a comma-separated string) make an ensemble: see `emseg.predict.ensemble`.
+
 When the model works at another voxel size (``allow_resample``), the network runs on a lazy
 resampled view into ``<output>/model_scale`` (its own ledger) and the probabilities are then
 interpolated back onto the input's grid, so ``<output>/0`` always matches the input.
@@ -20,7 +22,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ class PredictResult:
     plan: BlockPlan
     report: RunReport
     complete: bool
+    members: list[PredictResult] = field(default_factory=list)  # an ensemble's member runs
 
 
 def model_fingerprint(model) -> str:
@@ -103,7 +106,7 @@ def settings_fingerprint(settings: dict) -> str:
 
 def model_metadata(loaded, source_path: str | None) -> dict:
     """What the output records about the model that made it."""
-    return {"source": source_path or "<in-memory model>", "architecture": loaded.architecture,
+    return {"source": source_path or loaded.path or "<in-memory model>", "architecture": loaded.architecture,
             "model_config": loaded.model_config, "voxel_size": list(loaded.voxel_size),
             "normalization": dict(loaded.normalization), "organelle": loaded.organelle,
             "threshold": loaded.threshold, "inference": dict(getattr(loaded, "inference", {}) or {})}
@@ -206,12 +209,14 @@ def predict(
     client: Any = None,
     overwrite: bool = False,
     allow_resample: bool = False,
+    weights: Sequence[float] | str | None = None,
     retries: int = 1,
     io_threads: int = 2,
     progress: bool = False,
 ) -> PredictResult:
-    """Predict ``model`` (bundled name, checkpoint path, `LoadedModel` or nn.Module) on
-    ``volume`` (path or `Volume`) into the OME-Zarr ``output``; see the module docstring.
+    """Predict ``model`` (bundled name, checkpoint path, `LoadedModel` or nn.Module; several of
+    them, as a list or ``"a.pt,mito"``, are an ensemble averaged with ``weights``, default equal)
+    on ``volume`` (path or `Volume`) into the OME-Zarr ``output``; see the module docstring.
 
     mode: ``auto`` (the checkpoint's stored mode, else 3D nets: ``3d``, 2D nets: ``stack``),
     ``stack`` (2D net slice by slice along ``axis``) or ``orthoplane``. tta: flip TTA; None: the
@@ -224,11 +229,16 @@ def predict(
     from emseg.device import pick_device
     from emseg.io import open_volume
     from emseg.io.ome_zarr import create_ome_zarr
+    from emseg.predict.ensemble import predict_ensemble, split_models
 
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     if dtype not in ("uint8", "float16", "float32"):
         raise ConfigError(f"dtype must be 'uint8' or 'float16' (float32 for checks), got {dtype!r}")
+    members = split_models(model)
+    if len(members) > 1 or weights is not None:
+        return predict_ensemble(members, call)
+    model = members[0]
     output = Path(output)
     check_output(output, [volume, mask, model if isinstance(model, (str, os.PathLike)) else None], overwrite,
                  resume=True)
@@ -301,13 +311,17 @@ def predict(
         group = zarr.open_group(str(output), mode="r+")
         group.attrs["emseg"] = {**dict(group.attrs["emseg"]), "complete": True,
                                 "blocks": len(blocks), "blocks_skipped_by_mask": len(plan.blocks) - len(blocks)}
-    if result_report.failed:
-        first = next(iter(result_report.failed.items()))
-        raise BlocksFailedError(f"{output}: {len(result_report.failed)} block(s) failed after {retries} retr"
-                                f"{'y' if retries == 1 else 'ies'} (first: block {first[0]}: {first[1]}); "
-                                "they are not marked done — run the same command again to retry them",
-                                result_report)
+    raise_failed(output, result_report, retries)
     return PredictResult(output, plan, result_report, complete)
+
+
+def raise_failed(output: Path, report: RunReport, retries: int) -> None:
+    """`BlocksFailedError` when blocks of ``output`` failed (they are not in its ledger)."""
+    if report.failed:
+        first = next(iter(report.failed.items()))
+        raise BlocksFailedError(f"{output}: {len(report.failed)} block(s) failed after {retries} retr"
+                                f"{'y' if retries == 1 else 'ies'} (first: block {first[0]}: {first[1]}); "
+                                "they are not marked done — run the same command again to retry them", report)
 
 
 def _predict_at_model_scale(call: dict, native, volume, output: Path, roi_slices, loaded, source_path,
@@ -366,13 +380,14 @@ def chunk_regions(roi: Sequence[slice], chunks: Sequence[int]) -> list[tuple[sli
     return list(itertools.product(*axes))
 
 
-def _run(job, blocks, ledger, batch_size, retries, io_threads, workers, scheduler, client, progress):
+def _run(job, blocks, ledger, batch_size, retries, io_threads, workers, scheduler, client, progress,
+         desc: str = "predict"):
     from tqdm.auto import tqdm
 
     voxels = {b.key: int(np.prod(b.write_shape)) for b in blocks}
     done_before = ledger.done()
     bar = tqdm(total=len(blocks), initial=sum(b.key in done_before for b in blocks), unit="block",
-               desc="predict", disable=not progress, dynamic_ncols=True)
+               desc=desc, disable=not progress, dynamic_ncols=True)
     start, counted = time.perf_counter(), [0]
     mean_block = float(np.mean(list(voxels.values()))) if voxels else 0.0
 
