@@ -12,8 +12,9 @@ from test_postprocess_components import same_partition
 from emseg.cli import main
 from emseg.errors import InvalidValuesError
 from emseg.io import open_volume
+from emseg.postprocess.classes import write_class_map
 from emseg.postprocess.ops import fill_holes, open_close, resolve_conflicts, threshold_mask
-from emseg.postprocess.pipeline import PostprocessConfig, postprocess, postprocess_classes
+from emseg.postprocess.pipeline import PostprocessConfig, postprocess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,17 +66,20 @@ def test_conflict_resolution_hand_case(tmp_path):
     a = np.array([[[0.9, 0.6, 0.2, 0.7]]], np.float32)
     b = np.array([[[0.8, 0.7, 0.1, 0.75]]], np.float32)
     classes = resolve_conflicts([da.from_array(a), da.from_array(b)], [0.5, 0.72]).compute()
-    # voxel 1: b=0.7 is below its own threshold 0.72 → a; voxel 3: b=0.75 ≥ 0.72 and > 0.7 → b
-    np.testing.assert_array_equal(classes[0, 0], [1, 1, 0, 2])
-    info = postprocess_classes([a, b], [0.5, 0.72], tmp_path / "c.ome.zarr", voxel_size=(1, 1, 1), names=["mito", "er"])
-    assert info["classes"] == ["mito", "er"]
+    # voxel 1: b=0.7 is below its own threshold 0.72 → a; voxel 3: b=0.75 passes 0.72 but only by
+    # (0.75-0.72)/(1-0.72) = 0.11 of the way to 1, a=0.7 by (0.7-0.5)/(1-0.5) = 0.4 → a
+    np.testing.assert_array_equal(classes[0, 0], [1, 1, 0, 1])
+    same = resolve_conflicts([da.from_array(a), da.from_array(b)], [0.5, 0.5]).compute()
+    np.testing.assert_array_equal(same[0, 0], [1, 2, 0, 2])  # equal thresholds: the most probable class
+    info = write_class_map([a, b], tmp_path / "c.ome.zarr", [0.5, 0.72], voxel_size=(1, 1, 1), names=["mito", "er"])
+    assert [c.name for c in info["classes"]] == ["mito", "er"]
     np.testing.assert_array_equal(open_volume(str(tmp_path / "c.ome.zarr"))[:, :, :], classes)
     # no thresholds given: each map's model threshold, as stored by `emseg predict`
     from emseg.io import write_ome_zarr
 
     maps = [write_ome_zarr(m, tmp_path / f"{n}.ome.zarr", (1, 1, 1), levels=1, attrs={"model": {"threshold": t}})
             for m, n, t in [(a, "mito", 0.5), (b, "er", 0.72)]]
-    postprocess_classes(maps, None, tmp_path / "d.ome.zarr")
+    write_class_map(maps, tmp_path / "d.ome.zarr")
     np.testing.assert_array_equal(open_volume(str(tmp_path / "d.ome.zarr"))[:, :, :], classes)
 
 

@@ -13,10 +13,15 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def postprocess(
         inputs: Annotated[list[str], typer.Argument(help="Probability map(s) (float, or uint8 0-255) or a label "
-                                                         "volume. Several maps: conflict resolution → class labels.")],
+                                                         "volume. Several maps: one class label volume (uint8).")],
         output: Annotated[Path, typer.Option("--output", "-o", help="Output OME-Zarr label volume.")],
-        threshold: Annotated[Optional[list[float]], typer.Option(
-            "--threshold", "-t", help="Threshold in [0, 1]; repeat once per input map for per-class thresholds. Default: the threshold stored with the model that made the map (else 0.5).")] = None,
+        threshold: Annotated[Optional[list[str]], typer.Option(
+            "--threshold", "-t", metavar="T|NAME=T", help="Threshold in [0, 1]. Several maps: one for all, one per map (repeat), or "
+                                      "NAME=T for one class. Default: the threshold stored with the model that made "
+                                      "the map (else 0.5).")] = None,
+        names: Annotated[Optional[str], typer.Option(
+            help="Several maps: class names, comma-separated in map order (default: each model's organelle, "
+                 "else the file name).")] = None,
         connectivity: Annotated[int, typer.Option(help="6, 18 or 26.")] = 26,
         min_size: Annotated[float, typer.Option("--min-size", help="Drop objects smaller than this (nm³).")] = 0.0,
         fill_holes: Annotated[bool, typer.Option("--fill-holes", help="Fill enclosed cavities.")] = False,
@@ -33,38 +38,38 @@ def register(app: typer.Typer) -> None:
             "--allow-incomplete", help="Use a prediction whose run was killed (missing blocks read as 0).")] = False,
     ) -> None:
         """Threshold, close/open, fill holes, blockwise connected components and size filter
-        → instance labels (uint32/uint64). With several maps: per-class thresholds, argmax
-        among the classes above threshold → one class label volume (uint8)."""
+        → instance labels (uint32/uint64). With several maps: each class's threshold; where
+        several classes reach theirs, the highest (p - t)/(1 - t) wins → one class label volume
+        (uint8, class names in its metadata)."""
         from emseg.errors import InvalidValuesError
         from emseg.io.options import require_positive
         from emseg.io.outputs import check_output
-        from emseg.postprocess.pipeline import PostprocessConfig, postprocess_classes
+        from emseg.postprocess.classes import parse_threshold_options
+        from emseg.postprocess.pipeline import PostprocessConfig
         from emseg.postprocess.pipeline import postprocess as run
 
         require_positive("--block", block)
-        thresholds = list(threshold or [])  # none given: each map's model threshold
-        outside = [t for t in thresholds if not 0.0 <= t <= 1.0]
-        if outside:
-            raise InvalidValuesError(f"--threshold {outside[0]}: threshold must be in [0, 1]")
+        thresholds, named = parse_threshold_options(threshold or [])  # none given: each map's model threshold
         if len(inputs) > 1:
-            if len(thresholds) == 1:
-                thresholds *= len(inputs)
-            if thresholds and len(thresholds) != len(inputs):
-                raise InvalidValuesError(f"{len(inputs)} inputs but {len(thresholds)} thresholds")
-            check_output(output, inputs, overwrite)  # options first: a usage error never costs an output
-            start = time.perf_counter()
-            result = postprocess_classes(inputs, thresholds, output, voxel_size, block, overwrite, progress=True,
-                                         allow_incomplete=allow_incomplete)
-            typer.echo(f"wrote class labels {result['output']} (classes: "
-                       + ", ".join(f"{i + 1}={n}" for i, n in enumerate(result["classes"]))
-                       + f") in {time.perf_counter() - start:.1f} s")
+            instance_options = {"--connectivity": connectivity != 26, "--min-size": min_size > 0,
+                                "--fill-holes": fill_holes, "--opening": opening, "--closing": closing,
+                                "--input": input_kind != "auto"}
+            given = [option for option, used in instance_options.items() if used]
+            if given:
+                raise InvalidValuesError(f"{given[0]} applies to one map (instance labels), not to a class map "
+                                         "of several maps")
+            class_map(inputs, output, thresholds, named, names, voxel_size, block, levels, overwrite,
+                      allow_incomplete)
             return
+        if named or names:
+            raise InvalidValuesError(f"{'--names' if names else '--threshold NAME=T'} names the classes of a class "
+                                     "map: give several probability maps")
         if len(thresholds) > 1:
             raise InvalidValuesError(f"one input but {len(thresholds)} thresholds")
         try:
-            config = PostprocessConfig(threshold=thresholds[0] if thresholds else None, connectivity=connectivity, min_size_nm3=min_size,
-                                       fill_holes=fill_holes, opening_vox=opening, closing_vox=closing, block=block,
-                                       input=input_kind)
+            config = PostprocessConfig(threshold=thresholds[0] if thresholds else None, connectivity=connectivity,
+                                       min_size_nm3=min_size, fill_holes=fill_holes, opening_vox=opening,
+                                       closing_vox=closing, block=block, input=input_kind)
         except ValueError as err:  # pydantic's ValidationError
             raise InvalidValuesError(f"postprocess options: {err}") from err
         check_output(output, inputs, overwrite)
@@ -73,3 +78,20 @@ def register(app: typer.Typer) -> None:
                      allow_incomplete=allow_incomplete)
         typer.echo(f"wrote {result['objects']} objects to {result['output']} ({result['dtype']}, "
                    f"{result['shape']} at {result['voxel_size']} nm) in {time.perf_counter() - start:.1f} s")
+
+
+def class_map(inputs: list[str], output: Path, thresholds: list[float], named: dict[str, float],
+              names: str | None, voxel_size, block, levels: int | None, overwrite: bool,
+              allow_incomplete: bool) -> None:
+    """`emseg postprocess MAP1 MAP2 … -o classes.ome.zarr`: one class label volume."""
+    from emseg.io.outputs import check_output
+    from emseg.postprocess.classes import write_class_map
+
+    check_output(output, inputs, overwrite)  # options first: a usage error never costs an output
+    start = time.perf_counter()
+    result = write_class_map(inputs, output, thresholds, named, names.split(",") if names else None, voxel_size,
+                             block, levels=levels or None, overwrite=overwrite, progress=True,
+                             allow_incomplete=allow_incomplete)
+    shown = ", ".join(f"{k + 1}={c.name} (t={c.threshold:g}, {c.threshold_from})"
+                      for k, c in enumerate(result["classes"]))
+    typer.echo(f"wrote class map {result['output']} ({shown}) in {time.perf_counter() - start:.1f} s")

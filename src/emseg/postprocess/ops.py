@@ -88,23 +88,31 @@ def fill_holes(mask, connectivity: int = 26, progress: bool = False):
     return mask | (holes > 0)
 
 
-def _argmax_block(*blocks_and_thresholds):
+def threshold_margin(p: np.ndarray, threshold: float) -> np.ndarray:
+    """How far ``p`` has gone from its class's threshold towards 1: ``(p - t) / (1 - t)``
+    (0 at the threshold, 1 at certainty; a class whose threshold is 1 scores 0 at p = 1)."""
+    return (p - threshold) / (1.0 - threshold if threshold < 1.0 else 1.0)
+
+
+def _class_block(*blocks_and_thresholds):
     n = len(blocks_and_thresholds) // 2
     blocks, thresholds = blocks_and_thresholds[:n], blocks_and_thresholds[n:]
     best = np.zeros(blocks[0].shape, np.float32)
     out = np.zeros(blocks[0].shape, np.uint8)
     for k, (block, (threshold, scale)) in enumerate(zip(blocks, thresholds)):
         p = block.astype(np.float32) / scale
-        claim = (p >= threshold) & ((p > best) | (out == 0))
+        score = threshold_margin(p, threshold)
+        claim = (p >= threshold) & ((score > best) | (out == 0))
         out[claim] = k + 1
-        best[claim] = p[claim]
+        best[claim] = score[claim]
     return out
 
 
 def resolve_conflicts(probs: Sequence, thresholds: Sequence[float]):
     """One class label volume (uint8: 0 = none, k = the k-th map) from several single-organelle
-    probability maps: a voxel goes to the most probable class among those above their own
-    threshold (ties go to the first)."""
+    probability maps. A voxel belongs to the classes whose probability reaches their own
+    threshold; where several do, the one with the highest `threshold_margin` ``(p - t) / (1 - t)``
+    wins (ties: the first map)."""
     import dask.array as da
 
     if len(probs) != len(thresholds):
@@ -119,4 +127,4 @@ def resolve_conflicts(probs: Sequence, thresholds: Sequence[float]):
     chunks = probs[0].chunks
     arrays = [da.asarray(p).rechunk(chunks) for p in probs]
     pairs = [(check_threshold(t), probability_scale(p.dtype)) for t, p in zip(thresholds, probs)]
-    return da.map_blocks(lambda *b: _argmax_block(*b, *pairs), *arrays, dtype=np.uint8)
+    return da.map_blocks(lambda *b: _class_block(*b, *pairs), *arrays, dtype=np.uint8)

@@ -1,4 +1,4 @@
-"""`postprocess`: probability map(s) → OME-Zarr label volume, blockwise through Dask."""
+"""`postprocess`: a probability map → OME-Zarr instance labels, blockwise through Dask (class maps: `classes`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from emseg.errors import InvalidValuesError, ShapeMismatchError
+from emseg.errors import ShapeMismatchError
 
 OUT_CHUNK = 64  # zarr chunk edge of written labels; processing blocks are multiples of it
 
@@ -171,42 +171,6 @@ def model_threshold(source, default: float = 0.5) -> float:
     """`stored_model_threshold`, else ``default``."""
     threshold = stored_model_threshold(source)
     return default if threshold is None else threshold
-
-
-def postprocess_classes(
-    sources: Sequence,
-    thresholds: Sequence[float] | None,
-    output: str | os.PathLike,
-    voxel_size: Sequence[float] | None = None,
-    block: Sequence[int] = (128, 256, 256),
-    overwrite: bool = False,
-    progress: bool = False,
-    names: Sequence[str] | None = None,
-    allow_incomplete: bool = False,
-) -> dict:
-    """Several single-organelle probability maps → one class label volume (argmax among
-    the classes above their own threshold; ``None``: each map's model threshold)."""
-    from emseg.io import write_ome_zarr
-    from emseg.postprocess.ops import resolve_conflicts
-
-    volumes = [open_input(s, voxel_size) for s in sources]
-    for volume in volumes:
-        require_complete(volume, allow_incomplete)
-    first = volumes[0]
-    for v in volumes[1:]:
-        if v.shape != first.shape:
-            raise ShapeMismatchError(f"{v.path}: shape {v.shape} differs from {first.path}: {first.shape}")
-        if not np.allclose(v.voxel_size, first.voxel_size):
-            raise InvalidValuesError(f"{v.path}: voxel size {v.voxel_size} nm differs from "
-                                     f"{first.path}: {first.voxel_size} nm")
-    thresholds = list(thresholds) if thresholds else [model_threshold(v) for v in volumes]
-    blocks, out_chunks = processing_chunks(first.shape, block)
-    classes = resolve_conflicts([v.to_dask(blocks) for v in volumes], thresholds)
-    names = list(names or [Path(str(v.path)).name for v in volumes])
-    write_ome_zarr(classes, output, first.voxel_size, chunks=out_chunks, kind="labels", overwrite=overwrite,
-                   progress=progress, attrs={"classes": {str(i + 1): n for i, n in enumerate(names)},
-                                             "thresholds": [float(t) for t in thresholds]})
-    return {"output": str(output), "classes": names, "shape": first.shape}
 
 
 def check_same_grid(reference, other, role: str, reference_role: str) -> None:
