@@ -120,3 +120,26 @@ def test_measure_of_a_volume_without_objects_is_an_empty_table_with_every_column
     full = measure(np.ones((8, 16, 16), np.uint32), raw=np.ones((8, 16, 16), np.uint8), voxel_size=(8, 8, 8))
     assert len(empty) == 0 and len(full) == 1
     assert list(empty.columns) == list(full.columns)
+
+
+def test_units_um_and_density_of_an_instance_table_in_a_mask():
+    from emseg.measure.density import density
+    from emseg.measure.units import in_units
+
+    labels = np.zeros((10, 20, 20), np.uint32)
+    labels[1:4, 1:6, 1:6] = 1  # 75 voxels, centroid at z 2
+    labels[3:9, 10:18, 10:18] = 2  # centroid at z 5.5: outside a mask of z 0-4 though it reaches into it
+    voxel_size = (10.0, 5.0, 5.0)
+    table = measure(labels, voxel_size=voxel_size, surface=False)
+    um = in_units(table, "um")
+    assert um.loc[1, "volume_um3"] == pytest.approx(75 * 250 / 1e9) and "volume_nm3" not in um
+    assert um.loc[2, "centroid_z_um"] == pytest.approx(table.loc[2, "centroid_z_nm"] / 1e3)
+    mask = np.zeros(labels.shape, np.uint8)
+    mask[:5] = 1
+    result, flags = density(labels, table, mask, voxel_size, block=(4, 8, 8))
+    assert list(result.index) == ["objects"] and list(flags) == [True, False]
+    row = result.loc["objects"]
+    assert row.objects == 1 and row.objects_per_um3 == pytest.approx(1 / (2000 * 250 / 1e9))
+    assert row.volume_fraction == pytest.approx((75 + 2 * 64) / 2000)  # voxels count, wherever the centroid is
+    with pytest.raises(InvalidValuesError, match="mask must hold integers"):
+        density(labels, table, mask.astype(np.float32), voxel_size)

@@ -16,11 +16,21 @@ BlockOpt = Annotated[tuple[int, int, int], typer.Option(help="Processing block Z
 def register(app: typer.Typer) -> None:
     @app.command()
     def measure(
-        labels: Annotated[str, typer.Argument(help="Instance labels (a binary 0/1 mask is split into components).")],
+        labels: Annotated[str, typer.Argument(help="Instance labels (a binary 0/1 mask is split into components), "
+                                                   "or a class map from `emseg postprocess MAP1 MAP2 …`.")],
         output: Annotated[Path, typer.Option("--output", "-o", help="CSV table, one row per object.")],
         raw: Annotated[Optional[str], typer.Option(help="Raw EM volume for intensity mean/std.")] = None,
+        mask: Annotated[Optional[str], typer.Option(
+            help="Binary mask (e.g. a bouton or cell): per class, objects counted inside it (by centroid), "
+                 "volume fraction and objects per µm³ of mask.")] = None,
+        classes: Annotated[bool, typer.Option(
+            "--classes", help="Measure LABELS as a class map (each value a class) even without the class names "
+                              "`emseg postprocess` stores.")] = False,
+        units: Annotated[str, typer.Option(help="nm | um: units of the table's lengths, areas and volumes.")] = "nm",
         summary_out: Annotated[Optional[Path], typer.Option(
             "--summary", help="Summary CSV (default: <output>.summary.csv).")] = None,
+        density_out: Annotated[Optional[Path], typer.Option(
+            "--density", help="With --mask: density CSV (default: <output>.density.csv).")] = None,
         plot: Annotated[Optional[Path], typer.Option(help="Histogram PNG (default: <output>.png).")] = None,
         surface: Annotated[bool, typer.Option(help="Surface area and sphericity from meshes.")] = True,
         voxel_size: VoxelSizeOpt = None,
@@ -29,24 +39,37 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Per-object volume (nm³), surface area (nm²), equivalent diameter, centroid and
         bounding box (nm), principal axes, elongation, eccentricity, sphericity, intensity
-        mean/std and a touches-border flag; plus a summary CSV and histogram PNG."""
+        mean/std and a touches-border flag; plus a summary CSV and histogram PNG. A class map
+        gives one table with a `class` column; --mask adds an `in_mask` column and a density CSV."""
+        from emseg.errors import InvalidValuesError
         from emseg.io.outputs import check_output
-        from emseg.measure.objects import measure as run
         from emseg.measure.objects import plot_histograms, summary
+        from emseg.measure.units import check_units, in_units
 
+        check_units(units)
+        if density_out is not None and mask is None:
+            raise InvalidValuesError("--density names the density CSV of --mask: give --mask too")
         summary_out = summary_out or output.with_suffix(".summary.csv")
+        density_out = (density_out or output.with_suffix(".density.csv")) if mask else None
         plot = plot or output.with_suffix(".png")
-        for path in (output, summary_out, plot):  # all three decided before measuring
-            check_output(path, [labels, raw], overwrite, kind="file")
+        for path in (output, summary_out, plot, density_out):  # all decided before measuring
+            if path is not None:
+                check_output(path, [labels, raw, mask], overwrite, kind="file")
         start = time.perf_counter()
-        table = run(labels, raw, voxel_size, surface, block, progress=True)
+        table, density = measure_table(labels, raw, mask, classes, voxel_size, surface, block)
+        table = in_units(table, units)
         output.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(output)
         stats = summary(table)
         stats.to_csv(summary_out)
         plot_histograms(table, plot)
         typer.echo(stats.to_string(float_format=lambda v: f"{v:.4g}"))
-        typer.echo(f"wrote {len(table)} objects to {output}, {summary_out}, {plot} "
+        written = [output, summary_out, plot]
+        if density is not None:
+            density.to_csv(density_out)
+            written.append(density_out)
+            typer.echo(density.to_string(float_format=lambda v: f"{v:.4g}"))
+        typer.echo(f"wrote {len(table)} objects to {', '.join(map(str, written))} "
                    f"in {time.perf_counter() - start:.1f} s")
 
     @app.command()
@@ -79,3 +102,26 @@ def register(app: typer.Typer) -> None:
         written = export_meshes(volume, outdir, fmt, chosen, simplify, smooth, block, progress=True)
         faces = sum(w["faces"] for w in written)
         typer.echo(f"wrote {len(written)} meshes ({faces} faces) to {outdir} in {time.perf_counter() - start:.1f} s")
+
+
+def measure_table(labels: str, raw: str | None, mask: str | None, force_classes: bool, voxel_size, surface: bool,
+                  block) -> tuple:
+    """(nm table, density table or None): per class for a class map (stored names, or ``force_classes``)."""
+    from emseg.measure.classes import class_names, measure_classes
+    from emseg.measure.density import density
+    from emseg.measure.objects import check_labels, measure
+    from emseg.postprocess.classes import stored_classes
+    from emseg.postprocess.pipeline import open_input, processing_chunks
+
+    volume = open_input(labels, voxel_size)
+    check_labels(volume)
+    names = stored_classes(volume)
+    if force_classes or names:
+        names = class_names(volume, processing_chunks(volume.shape, block)[0], names)
+        table = measure_classes(volume, raw, voxel_size, surface, block, progress=True, names=names)
+    else:
+        table = measure(volume, raw, voxel_size, surface, block, progress=True)
+    if mask is None:
+        return table, None
+    result, flags = density(volume, table, mask, voxel_size, block, names or None, progress=True)
+    return table.assign(in_mask=flags), result

@@ -94,19 +94,25 @@ def measure(labels, raw=None, voxel_size: Sequence[float] | None = None, surface
     with tempfile.TemporaryDirectory(prefix="emseg-measure-") as tmp:
         if split_binary:
             volume = as_instances(volume, chunks, tmp, progress=progress)
-        return _measure(volume, raw, voxel_size, surface, chunks, progress)
+        return measure_instances(volume, raw, voxel_size, surface, chunks, progress)
 
 
-def _measure(volume, raw, voxel_size, surface: bool, chunks, progress: bool):
-    from emseg.measure.meshes import surface_area_nm2
+def open_aligned(source, labels, voxel_size: Sequence[float] | None, role: str):
+    """A volume read beside ``labels`` (raw, mask): an in-memory array takes the labels' voxel
+    size; it must have their shape and voxel size (else a one-line error naming both files)."""
     from emseg.postprocess.pipeline import check_same_grid, open_input
+
+    volume = open_input(source, voxel_size or (labels.voxel_size if isinstance(source, np.ndarray) else None))
+    check_same_grid(labels, volume, role, "labels")
+    return volume
+
+
+def measure_instances(volume, raw, voxel_size, surface: bool, chunks, progress: bool):
+    """`measure`'s table for an instance label Volume, read in dask ``chunks``."""
+    from emseg.measure.meshes import surface_area_nm2
     from emseg.postprocess.regions import label_table
 
-    raw_data = None
-    if raw is not None:
-        raw_v = open_input(raw, voxel_size or (volume.voxel_size if isinstance(raw, np.ndarray) else None))
-        check_same_grid(volume, raw_v, "raw", "labels")
-        raw_data = raw_v.to_dask(chunks)
+    raw_data = open_aligned(raw, volume, voxel_size, "raw").to_dask(chunks) if raw is not None else None
     table = label_table(volume.to_dask(chunks), raw_data, moments=True, progress=progress, description="measure")
     out = shape_columns(table, volume.voxel_size)
     shape = np.asarray(volume.shape)
@@ -131,27 +137,57 @@ def _measure(volume, raw, voxel_size, surface: bool, chunks, progress: bool):
     return out
 
 
-def summary(table) -> "object":
-    """Count and distribution (mean, std, quartiles) of the main columns."""
-    columns = [c for c in SUMMARY_COLUMNS if c in table]
-    result = table[columns].describe().T
-    result.insert(0, "objects", len(table))
+def summary_columns(table) -> list[str]:
+    """The main columns present in ``table``, in nm or µm."""
+    from emseg.measure.units import UNITS, column_name
+
+    named = [column_name(c, u) for c in SUMMARY_COLUMNS for u in UNITS]
+    return [c for c in dict.fromkeys(named) if c in table]
+
+
+def by_class(table) -> list:
+    """(class name or None, rows) pairs: one per class of a class table, else the whole table."""
+    if "class" not in (table.index.names or []):
+        return [(None, table)]
+    return list(table.groupby(level="class", sort=False))
+
+
+def describe(rows, columns: list[str]):
+    """Object count and distribution (mean, std, quartiles) of ``columns``."""
+    result = rows[columns].describe().T
+    result.insert(0, "objects", len(rows))
     return result
 
 
+def summary(table) -> "object":
+    """`describe` of the main columns; per class for a class table (index ``class, id``)."""
+    import pandas as pd
+
+    columns = summary_columns(table)
+    groups = by_class(table)
+    if not groups or groups[0][0] is None:  # instance table, or a class table without objects
+        return describe(table, columns)
+    return pd.concat({name: describe(rows, columns) for name, rows in groups}, names=["class", "measure"])
+
+
 def plot_histograms(table, path) -> None:
-    """PNG with one histogram per main column."""
+    """PNG with one histogram per main column (one colour per class for a class table)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = [c for c in SUMMARY_COLUMNS if c in table]
+    columns = summary_columns(table)
+    groups = by_class(table)
     fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 2.8), dpi=110, squeeze=False)
     for ax, column in zip(axes[0], columns):
-        values = table[column].replace([np.inf, -np.inf], np.nan).dropna()
-        ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="tab:blue", alpha=0.8)
+        for name, rows in groups:
+            values = rows[column].replace([np.inf, -np.inf], np.nan).dropna()
+            ax.hist(values, bins=min(40, max(5, len(values) // 3)), alpha=0.8 if name is None else 0.5,
+                    color="tab:blue" if name is None else None, label=name)
         ax.set(title=column, ylabel="objects")
+        if len(groups) > 1 or groups[0][0] is not None:
+            ax.legend(fontsize=7)
     fig.suptitle(f"{len(table)} objects")
     fig.tight_layout()
     fig.savefig(path)
