@@ -243,7 +243,7 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
     for task, regime, slices, (init_name, init, frozen) in tqdm(plan, desc="benchmark2d runs", disable=not progress):
         cfg = Transfer2DConfig(
             train=SliceSet(image=task.image, labels=task.labels, slices=slices),
-            val=SliceSet(image=task.image, labels=task.labels, slices=task.val, roi=task.val_roi),
+            validation=SliceSet(image=task.image, labels=task.labels, slices=task.val, roi=task.val_roi),
             init=init, freeze_encoder=frozen, arch="resnet18", width=config.width, iterations=config.iterations,
             batch_size=config.batch_size, patch_size=config.patch_size, scale=(0.08 * zoom, 1.0 * zoom),
             device="cpu", seed=config.seed)
