@@ -42,3 +42,7 @@ class ZSplit:
 
 # Lucchi et al. 2012 training volume (165 x 768 x 1024 at 5 nm), as configs/mito_lucchi_v4.yaml uses it.
 LUCCHI = ZSplit(train=(0, 100), validation=(105, 130), test=(135, 165), min_gap=5)
+
+# The sparse markup of the same volume (vesicles, PSD, membranes on 27 slices): of its annotated
+# slices, z 0–105 train, 118 and 135 validate, 161–164 test (gaps of 12 and 25 slices).
+LUCCHI_SPARSE = ZSplit(train=(0, 106), validation=(118, 136), test=(161, 165))

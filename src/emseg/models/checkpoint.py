@@ -143,13 +143,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike, threshold: float | None = None,
-                    threshold_choice: dict | None = None, inference: dict | None = None) -> Path:
+                    threshold_choice: dict | None = None, inference: dict | None = None,
+                    half: bool = False) -> Path:
     """Copy a checkpoint without optimizer state and loss history (for sharing or bundling);
     everything needed to use it (weights, config, normalisation, scores) is kept.
 
     ``threshold`` replaces the one training chose (e.g. one chosen on the validation part through
     `emseg predict`); ``threshold_choice`` records how it was chosen (kept in ``training``);
-    ``inference`` replaces the stored inference settings (see `save_checkpoint`)."""
+    ``inference`` replaces the stored inference settings (see `save_checkpoint`); ``half`` stores
+    float weights as float16 (half the file; they load into the float32 network as they are, so
+    score the slimmed file itself)."""
     payload = read_checkpoint(source)
     training = {k: v for k, v in payload.get("training", {}).items() if k not in ("optimizer", "history")}
     payload = {**payload, "training": training}
@@ -160,5 +163,8 @@ def slim_checkpoint(source: str | os.PathLike, target: str | os.PathLike, thresh
         training["threshold_choice"] = {"threshold": float(threshold), **(threshold_choice or {})}
     if inference is not None:
         payload["inference"] = inference_settings(inference, str(target))
+    if half:
+        payload["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        training["weights_dtype"] = "float16"
     target = Path(target)
     return write_file_atomic(target, lambda f: torch.save(payload, f))
