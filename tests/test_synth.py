@@ -1,4 +1,7 @@
+import cc3d
 import numpy as np
+import pytest
+from scipy import ndimage
 
 from emseg.synth import make_volume
 
@@ -29,3 +32,19 @@ def test_anisotropic_voxels_sample_the_same_geometry():
     aniso = make_volume((10, 40, 40), (40.0, 10.0, 10.0), seed=2, noise=0)
     # same physical extent → similar mitochondria volume fraction
     assert abs(iso.mito.mean() - aniso.mito.mean()) < 0.08
+
+
+def test_touching_pairs_are_in_contact_and_separate_instances():
+    s = make_volume((24, 64, 64), 8.0, seed=0, mito_density=3.0, touching=1.0)
+    assert s.touching_pairs, "no pair placed"
+    assert np.array_equal(s.mito > 0, s.mito_instances > 0)
+    components = cc3d.connected_components(s.mito > 0, connectivity=6)
+    for a, b in s.touching_pairs:
+        grown = ndimage.binary_dilation(s.mito_instances == a)  # 6-neighbours
+        assert (grown & (s.mito_instances == b)).any(), f"pair {a}, {b} does not touch"
+        assert len(np.unique(components[s.mito_instances == a])) == 1
+        assert np.unique(components[s.mito_instances == a]) == np.unique(components[s.mito_instances == b])
+    # the binary mask has fewer connected objects than instances: the pairs are what a threshold merges
+    assert components.max() <= s.mito_instances.max() - len(s.touching_pairs)
+    with pytest.raises(ValueError, match="touching"):
+        make_volume((8, 16, 16), 8.0, touching=1.5)
