@@ -125,3 +125,24 @@ def test_empty_sample_mask_is_a_clear_error(tmp_path, synth_tifs):
                     sample_mask=str(tmp_path / "none.tif"))
     with pytest.raises(ConfigError, match="annotates no pixel"):
         load_slices(spec)
+
+
+@pytest.mark.timeout(120)
+def test_cem500k_release_layout_inits_train2d(tmp_path, synth_tifs):
+    """A file laid out like the published CEM500K MoCoV2 ResNet-50 (module.encoder_q.*, norms) is an
+    ``init:`` of train2d: its query encoder and norms are used, frozen by default."""
+    from test_resnet import fake_cem500k
+
+    from emseg.models import load_checkpoint
+    from emseg.train.transfer2d import load_config, train2d
+
+    moco = fake_cem500k(tmp_path / "cem500k_mocov2_resnet50_200ep.pth.tar", "resnet50", 8)
+    cfg = load_config(write_config(tmp_path / "t.yaml", synth_tifs, init=str(tmp_path / "cem500k_mocov2_resnet50_200ep.pth.tar"),
+                                   iterations=2))
+    train2d(cfg, tmp_path / "m.pt", progress=False)
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.model_config["arch"] == "resnet50" and loaded.training["frozen"] is True
+    assert loaded.normalization["mean"] == pytest.approx(0.58331613)
+    for key, value in moco.encoder_q.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded.model.encoder.state_dict()[key], value), key
