@@ -47,13 +47,13 @@ def annotated_slices(mask_volume, part: str) -> list[int]:
     return [int(i) for i in range(z.start, z.stop) if np.asarray(mask_volume[i:i + 1]).any()]
 
 
-def slice_probabilities(model: str, image, z: int) -> np.ndarray:
+def slice_probabilities(model: str, image, z: int, tta: bool | None = None) -> np.ndarray:
     """Foreground probability of slice ``z``, through `emseg predict` with a one-slice ROI."""
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*resampling the input")
         roi = [[z, z + 1], [0, image.shape[1]], [0, image.shape[2]]]
         predict(model, image, Path(tmp) / "p.zarr", roi=roi, dtype="float32", allow_resample=True,
-                chunks=(1, 256, 256), block_shape=(1, 256, 256))  # a 2D net computes only this slice
+                chunks=(1, 256, 256), block_shape=(1, 256, 256), tta=tta)  # a 2D net computes only this slice
         return np.asarray(open_volume(Path(tmp) / "p.zarr")[z])
 
 
@@ -89,6 +89,8 @@ def main() -> int:
                         help="only print the validation F1 by threshold (to choose the stored threshold; the test "
                              "slices are not scored)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="flip test-time augmentation on/off (default: what the checkpoint stores)")
     args = parser.parse_args()
     lucchi = args.data / "lucchi"
     if not (lucchi / "train_sparse_annotated.tif").exists():
@@ -103,11 +105,11 @@ def main() -> int:
         truth_volume = open_volume(lucchi / f"train_sparse_{loaded.organelle}.tif")
         wanted = parts["validation"] if args.sweep else parts["validation"] + parts["test"]
         start = time.perf_counter()
-        prob = {z: slice_probabilities(model, image, z) for z in wanted}
+        prob = {z: slice_probabilities(model, image, z, args.tta) for z in wanted}
         seconds = time.perf_counter() - start
         row = {"model": model, "organelle": loaded.organelle, "architecture": loaded.architecture,
                "voxel_size": list(loaded.voxel_size), "threshold": loaded.threshold, "predict_s": seconds}
-        for part, zs in parts.items():
+        for part, zs in ((p, parts[p]) for p in (("validation",) if args.sweep else ("validation", "test"))):
             truth = np.stack([np.asarray(truth_volume[z:z + 1])[0] > 0 for z in zs])
             p = np.stack([prob[z] for z in zs])
             if part == "validation" and args.sweep:
