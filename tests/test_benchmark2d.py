@@ -38,7 +38,7 @@ def test_benchmark_end_to_end_on_tiny_data(tmp_path):
     from emseg.pretrain.benchmark2d import Benchmark2DConfig, default_tasks, run_benchmark
 
     data = fake_data_dir(tmp_path / "data")
-    tasks = [t.model_copy(update={"train": (0, 8), "val": [8, 9], "val_roi": None}) for t in default_tasks(data)]
+    tasks = [t.model_copy(update={"train": (0, 8), "validation": [8, 9], "validation_roi": None}) for t in default_tasks(data)]
     config = Benchmark2DConfig(pretrain_minutes=0.05, iterations=2, width=8, pretrain_batch=8, pretrain_size=32,
                                queue_size=32, batch_size=2, patch_size=32, few=3, synth_shape=(2, 64, 64),
                                min_patch=32)

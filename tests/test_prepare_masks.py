@@ -22,7 +22,7 @@ def resin_with_cell(shape=(48, 96, 96)) -> np.ndarray:
     return raw
 
 
-CONFIG = SampleMaskConfig(min_object_size=1000, max_hole_size=1000)
+CONFIG = SampleMaskConfig(min_object_size_vox=1000, max_hole_size_vox=1000)
 
 
 def test_sample_mask_recipe():
@@ -35,7 +35,7 @@ def test_sample_mask_recipe():
 
 
 def test_sample_mask_blockwise_equals_whole_volume(synth_small):
-    config = SampleMaskConfig(low=60, high=200, min_object_size=300, max_hole_size=300)
+    config = SampleMaskConfig(low=60, high=200, min_object_size_vox=300, max_hole_size_vox=300)
     whole = clean(threshold_and_smooth(synth_small.raw, config), 300, 300)
     assert 0.05 < whole.mean() < 0.95
     for chunks in (16, (32, 16, 64)):

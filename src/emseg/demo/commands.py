@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
         from emseg.demo.report import format_timings, metrics_table
         from emseg.demo.settings import DemoSettings
 
-        settings = DemoSettings(shape=shape, block=block, mito_density=mito_density, num_workers=workers, minutes=minutes, seed=seed, device=device,
+        settings = DemoSettings(shape=shape, block=block, mito_density=mito_density, num_workers=workers, max_minutes=minutes, seed=seed,
+                                device=device,
                                 **({"iterations": iterations} if iterations else {}))
         summary = run_demo(out, settings, overwrite=overwrite, log=typer.echo)
         typer.echo("\n" + format_timings(summary["seconds"]))

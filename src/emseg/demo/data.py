@@ -134,7 +134,7 @@ def training_config(data: DemoData, settings: DemoSettings, output_dir: Path) ->
     return {
         "organelle": "mito", "model": model, "output_shape": [settings.output_shape] * 3,
         "train": train, "validation": validation,
-        "iterations": settings.iterations, "max_minutes": settings.minutes, "batch_size": 1,
+        "iterations": settings.iterations, "max_minutes": settings.max_minutes, "batch_size": 1,
         "learning_rate": settings.learning_rate, "loss": "bce+dice",
         "validate_every": settings.validate_every, "checkpoint_every": 100, "num_workers": settings.num_workers,
         "augment": {"elastic_probability": 0.3},

@@ -97,7 +97,7 @@ def run_demo(out: str | Path = "demo", settings: DemoSettings | None = None, ove
     start = time.perf_counter()
     data = timer.run("synthetic volume + loose annotation", prepare_data, out, settings, log)
     yaml_path = write_training_yaml(training_config(data, settings, out / "model"), out / "train.yaml")
-    checkpoint = timer.run(f"train 3D U-Net (≤ {settings.minutes:g} min)", train_model, yaml_path, settings)
+    checkpoint = timer.run(f"train 3D U-Net (≤ {settings.max_minutes:g} min)", train_model, yaml_path, settings)
     results = {
         "demo_model": segment_and_score(str(checkpoint), data, out / "demo_model", settings, timer, "demo model"),
         "bundled_model": segment_and_score("mito", data, out / "bundled_model", settings, timer, "bundled model"),

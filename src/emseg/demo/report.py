@@ -66,7 +66,7 @@ def write_report(out: Path, summary: dict, overlays: list[Path]) -> Path:
         f"Loose annotation of {len(summary['train_blocks'])} blocks of {settings['block']}³ voxels "
         f"(strokes on {settings['stroke_planes']} planes per block → graph cut; Dice of the annotation "
         f"against the truth: {dice}). A 3D U-Net (fmaps {settings['fmaps']}) trained for at most "
-        f"{settings['minutes']:g} min on them (<code>{html.escape(summary['training_yaml'])}</code>, "
+        f"{settings['max_minutes']:g} min on them (<code>{html.escape(summary['training_yaml'])}</code>, "
         f"best checkpoint <code>{html.escape(summary['checkpoint'])}</code>), then both it and the bundled "
         "model segmented the whole volume blockwise.</p>",
         "<h2>Scores against the synthetic truth</h2>",

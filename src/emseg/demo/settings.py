@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from emseg.config_base import StrictConfig
 from emseg.errors import ConfigError
 
 
-class DemoSettings(BaseModel):
+class DemoSettings(StrictConfig):
     """Sizes, training budget and seeds of `emseg demo` (defaults: about 8 minutes on 2 CPU cores)."""
 
-    model_config = ConfigDict(extra="forbid")
+    config_name = "demo settings"
+    renamed_keys = {"minutes": "max_minutes"}
 
     shape: tuple[int, int, int] = (96, 256, 256)  #: synthetic volume, voxels (z, y, x)
     voxel_size: float = Field(5.0, gt=0)  #: nm, isotropic (the voxel size of the bundled model's training data)
@@ -20,7 +22,7 @@ class DemoSettings(BaseModel):
     stroke_planes: int = Field(4, ge=1)  #: annotated planes per block (then graph cut)
     fmaps: int = Field(8, ge=1)  #: first-level feature maps of the demo's 3D U-Net
     output_shape: int = Field(32, ge=4)  #: training output box edge, voxels
-    minutes: float = Field(4.0, gt=0)  #: training wall-clock budget
+    max_minutes: float = Field(4.0, gt=0)  #: training wall-clock budget
     iterations: int = Field(100_000, gt=0)  #: training iteration cap
     validate_every: int = Field(25, gt=0)
     learning_rate: float = Field(1e-3, gt=0)

@@ -24,8 +24,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator
+from pydantic import Field, field_validator
 
+from emseg.config_base import StrictConfig
 from emseg.errors import InvalidValuesError
 from emseg.io import Volume
 from emseg.io.progress import dask_progress
@@ -35,7 +36,7 @@ NR_OF_GRAY = 2**14  # skimage's internal grey levels
 SLAB_VOXELS = 2**21  # apply the mapping this many voxels at a time (bounds float temporaries)
 
 
-class ClaheConfig(BaseModel):
+class ClaheConfig(StrictConfig):
     """CLAHE parameters (defaults: ASEM/incasem's 3D CLAHE)."""
 
     kernel_size: int | tuple[int, int, int] = Field(128, description="contextual region edge (z, y, x) in voxels")

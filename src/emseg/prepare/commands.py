@@ -93,7 +93,7 @@ def sample_mask_command(
     _check_output(output, overwrite, source, chunks=chunks)
     try:
         config = SampleMaskConfig(low=low, high=high, opening_radius=opening_radius, closing_radius=closing_radius,
-                                  min_object_size=min_object_size, max_hole_size=max_hole_size,
+                                  min_object_size_vox=min_object_size, max_hole_size_vox=max_hole_size,
                                   max_voxels_in_memory=max_voxels_in_memory)
     except ValueError as err:  # pydantic's ValidationError
         from emseg.errors import ConfigError

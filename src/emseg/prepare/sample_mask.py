@@ -23,23 +23,26 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
+from emseg.config_base import StrictConfig
 from emseg.io.progress import dask_progress
 from emseg.prepare.common import Source, as_volume, map_with_halo, to_dask
 
 DEFAULT_MAX_VOXELS = 2**27  # 134 M voxels (~1.5 GB peak for the global step); Lucchi fits
 
 
-class SampleMaskConfig(BaseModel):
+class SampleMaskConfig(StrictConfig):
     """Sample-mask parameters (defaults: incasem's 01_data_formatting)."""
+
+    renamed_keys = {"min_object_size": "min_object_size_vox", "max_hole_size": "max_hole_size_vox"}
 
     low: float = Field(2, description="keep voxels with value > low")
     high: float = Field(180, description="keep voxels with value < high")
     opening_radius: int = Field(3, ge=0)
     closing_radius: int = Field(2, ge=0)
-    min_object_size: int = Field(100_000, ge=0, description="remove objects smaller than this (voxels)")
-    max_hole_size: int = Field(100_000, ge=0, description="fill holes smaller than this (voxels)")
+    min_object_size_vox: int = Field(100_000, ge=0, description="remove objects smaller than this (voxels)")
+    max_hole_size_vox: int = Field(100_000, ge=0, description="fill holes smaller than this (voxels)")
     max_voxels_in_memory: int = Field(DEFAULT_MAX_VOXELS, ge=1, description="budget of the global cleaning step")
 
     @model_validator(mode="after")
@@ -121,7 +124,7 @@ def sample_mask(
     if factor == 1:
         with dask_progress("sample mask: threshold, opening, closing", progress):
             mask = smooth.compute(scheduler="threads")
-        return clean(mask, config.min_object_size, config.max_hole_size).view(np.uint8)
+        return clean(mask, config.min_object_size_vox, config.max_hole_size_vox).view(np.uint8)
     pooled = {
         key: smooth.map_blocks(any_pool, factor, invert, dtype=bool,
                                chunks=tuple(tuple(math.ceil(c / factor) for c in cs) for cs in smooth.chunks))
@@ -129,8 +132,8 @@ def sample_mask(
     }
     with dask_progress("sample mask: threshold, opening, closing (coarse)", progress):
         coarse = dict(zip(pooled, da.compute(*pooled.values(), scheduler="threads")))
-    remove = small_components(coarse["foreground"], config.min_object_size / factor**3)
-    fill = small_components(coarse["background"], config.max_hole_size / factor**3, exclude_border=True)
+    remove = small_components(coarse["foreground"], config.min_object_size_vox / factor**3)
+    fill = small_components(coarse["background"], config.max_hole_size_vox / factor**3, exclude_border=True)
     del coarse
 
     def apply(block, block_info=None):

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from emseg.config_base import StrictConfig
 from emseg.errors import ConfigError, CorruptFileError, VolumeNotFoundError
 
 # task name → (image, labels) relative to the data folder (layout of ../shared/data)
@@ -38,18 +39,21 @@ TASK_FILES: dict[str, tuple[str, str]] = {
 PROBE_STEPS = 6  # MoCoV2 steps timed before sizing the pretraining to its budget
 
 
-class TaskSpec(BaseModel):
+class TaskSpec(StrictConfig):
     """One downstream task: training slices ``train`` = [start, stop) and validation slices of one volume."""
 
+    renamed_keys = {"val_roi": "validation_roi"}
+
     name: str
-    image: str
+    raw: str
     labels: str
     train: tuple[int, int]
-    val: list[int]
-    val_roi: tuple[int, int, int, int] | None = Field(None, description="y0, y1, x0, x1 crop of the validation slices")
+    validation: list[int]
+    validation_roi: tuple[int, int, int, int] | None = Field(
+        None, description="y0, y1, x0, x1 crop of the validation slices")
 
 
-class Benchmark2DConfig(BaseModel):
+class Benchmark2DConfig(StrictConfig):
     """Settings of one benchmark run (defaults: CPU-sized ResNet-18, the issue's splits)."""
 
     pretrain_minutes: float = Field(4.0, gt=0, description="MoCoV2 wall-time budget")
@@ -71,9 +75,9 @@ class Benchmark2DConfig(BaseModel):
     seed: int = 0
 
 
-def default_tasks(data: str | os.PathLike, val_every: int = 3,
-                  lucchi_val_roi: tuple[int, int, int, int] | None = (128, 640, 256, 768)) -> list[TaskSpec]:
-    """Lucchi mitochondria (train z 0–131, validate every ``val_every``-th of z 132–164 in a crop)
+def default_tasks(data: str | os.PathLike, validation_stride: int = 3,
+                  lucchi_validation_roi: tuple[int, int, int, int] | None = (128, 640, 256, 768)) -> list[TaskSpec]:
+    """Lucchi mitochondria (train z 0–131, validate every ``validation_stride``-th of z 132–164 in a crop)
     and ISBI membranes (train 0–23, validate 24–29) in ``data``; clear error if files are missing."""
     data = Path(data)
     missing = [rel for pair in TASK_FILES.values() for rel in pair if not (data / rel).is_file()]
@@ -82,10 +86,11 @@ def default_tasks(data: str | os.PathLike, val_every: int = 3,
                                   "(expected the layout of ../shared/data: lucchi/ and isbi2012/)")
     paths = {name: (str(data / img), str(data / lab)) for name, (img, lab) in TASK_FILES.items()}
     return [
-        TaskSpec(name="lucchi_mito", image=paths["lucchi_mito"][0], labels=paths["lucchi_mito"][1], train=(0, 132),
-                 val=list(range(132, 165, val_every)), val_roi=lucchi_val_roi),
-        TaskSpec(name="isbi_membrane", image=paths["isbi_membrane"][0], labels=paths["isbi_membrane"][1],
-                 train=(0, 24), val=list(range(24, 30))),
+        TaskSpec(name="lucchi_mito", raw=paths["lucchi_mito"][0], labels=paths["lucchi_mito"][1], train=(0, 132),
+                 validation=list(range(132, 165, validation_stride)),
+                 validation_roi=lucchi_validation_roi),
+        TaskSpec(name="isbi_membrane", raw=paths["isbi_membrane"][0], labels=paths["isbi_membrane"][1],
+                 train=(0, 24), validation=list(range(24, 30))),
     ]
 
 
@@ -133,7 +138,7 @@ def pretraining_sources(tasks: list[TaskSpec], config: Benchmark2DConfig) -> lis
     sources = []
     for task in tasks:
         z0, z1 = task.train
-        volume = np.asarray(open_volume(task.image)[z0:z1])
+        volume = np.asarray(open_volume(task.raw)[z0:z1])
         sources.append((f"{task.name}_train_z{z0}-{z1 - 1}", volume if volume.dtype == np.uint8 else to_uint8(volume)))
     if config.synth_shape:
         from emseg.synth import make_volume
@@ -242,8 +247,8 @@ def run_benchmark(data: str | os.PathLike | None, out: str | os.PathLike, config
     rows = []
     for task, regime, slices, (init_name, init, frozen) in tqdm(plan, desc="benchmark2d runs", disable=not progress):
         cfg = Transfer2DConfig(
-            train=SliceSet(image=task.image, labels=task.labels, slices=slices),
-            validation=SliceSet(image=task.image, labels=task.labels, slices=task.val, roi=task.val_roi),
+            train=SliceSet(image=task.raw, labels=task.labels, slices=slices),
+            validation=SliceSet(image=task.raw, labels=task.labels, slices=task.validation, roi=task.validation_roi),
             init=init, freeze_encoder=frozen, arch="resnet18", width=config.width, iterations=config.iterations,
             batch_size=config.batch_size, patch_size=config.patch_size, scale=(0.08 * zoom, 1.0 * zoom),
             device="cpu", seed=config.seed)

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         width: Annotated[int, typer.Option(help="ResNet base width (64 = standard).")] = 64,
         image_size: Annotated[int, typer.Option(help="Size of the augmented views.")] = 224,
         queue_size: Annotated[int, typer.Option(help="MoCo queue length.")] = 65536,
-        lr: Annotated[Optional[float], typer.Option(help="Base lr (default 0.015 × batch / 128).")] = None,
+        learning_rate: Annotated[Optional[float], typer.Option(
+            "--learning-rate", "--lr", help="Base learning rate (default 0.015 × batch / 128).")] = None,
         schedule: Annotated[str, typer.Option(help="step (×0.1 at 60 %/80 % of epochs) or cosine.")] = "step",
         bn_groups: Annotated[int, typer.Option(help="Single-process shuffle-BN groups (see docs).")] = 2,
         steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap batches per epoch.")] = None,
@@ -45,8 +46,9 @@ def register(app: typer.Typer) -> None:
         from emseg.pretrain.run import pretrain as run_pretrain
 
         config = from_options(PretrainConfig, arch=arch, epochs=epochs, batch_size=batch_size, width=width,
-                              image_size=image_size, queue_size=queue_size, lr=lr, schedule=schedule,
-                              bn_groups=bn_groups, steps_per_epoch=steps_per_epoch, device=device, seed=seed)
+                              image_size=image_size, queue_size=queue_size, learning_rate=learning_rate,
+                              schedule=schedule, bn_groups=bn_groups, steps_per_epoch=steps_per_epoch,
+                              device=device, seed=seed)
         summary = run_pretrain(patches, output, config, resume=resume, overwrite=overwrite)
         if os.environ.get("RANK", "0") == "0":
                 typer.echo(f"wrote {summary['output']} ({summary['patches']} patches, {summary['images_per_s']:.1f} "
@@ -91,8 +93,7 @@ def register(app: typer.Typer) -> None:
 
         Lucchi: train z 0–131, validate every 3rd slice of z 132–164 (512² crop). ISBI 2012: train 0–23, validate 24–29. Writes OUTPUT/table.csv, table.md, table.png and summary.json (wall time of every run, pretraining images/s). See docs/pretraining.md.
         """
-        from pydantic import ValidationError
-
+        from emseg.io.options import from_options
         from emseg.pretrain.benchmark2d import Benchmark2DConfig, run_benchmark
 
         extra = {}
@@ -101,13 +102,9 @@ def register(app: typer.Typer) -> None:
             if not sep or not name or not path:
                 raise ConfigError(f"--init {spec!r}: expected NAME=PATH")
             extra[name] = path
-        try:
-            config = Benchmark2DConfig(pretrain_minutes=pretrain_minutes, iterations=iterations,
-                                       encoder=str(encoder) if encoder else None, inits=extra, tasks=tasks or None,
-                                       regimes=regimes or ["full", "few"], few=few, width=width, threads=threads,
-                                       seed=seed)
-        except ValidationError as exc:
-            raise ConfigError(f"benchmark2d: invalid option: {exc}") from None
+        config = from_options(Benchmark2DConfig, pretrain_minutes=pretrain_minutes, iterations=iterations,
+                              encoder=str(encoder) if encoder else None, inits=extra, tasks=tasks or None,
+                              regimes=regimes or ["full", "few"], few=few, width=width, threads=threads, seed=seed)
         summary = run_benchmark(data, output, config)
         typer.echo((output / "table.md").read_text())
         total = summary["timings_s"]["total"]

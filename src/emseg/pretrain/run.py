@@ -19,20 +19,23 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from emseg.config_base import StrictConfig
 from emseg.errors import ConfigError, OutputExistsError
 from emseg.io.tempfiles import write_file_atomic
 
 
-class PretrainConfig(BaseModel):
+class PretrainConfig(StrictConfig):
     """MoCoV2 settings; defaults are the CEM500K recipe (ResNet-50, 200 epochs, batch 128)."""
+
+    config_name = "pretrain config"
 
     arch: Literal["resnet18", "resnet34", "resnet50"] = "resnet50"
     width: int = Field(64, ge=4)
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=2)
-    lr: float | None = Field(None, description="None: 0.015 × total batch / 128 (linear scaling)")
+    learning_rate: float | None = Field(None, gt=0, description="None: 0.015 × total batch / 128 (linear scaling)")
     momentum: float = 0.9
     weight_decay: float = 1e-4
     schedule: Literal["step", "cosine"] = "step"
@@ -124,7 +127,7 @@ def pretrain(patches: str | os.PathLike, output: str | os.PathLike, config: Pret
     torch.manual_seed(config.seed)
     moco = MoCo(config.arch, config.width, config.dim, config.queue_size, config.moco_momentum,
                 config.temperature, config.bn_groups).to(device)
-    base_lr = config.lr if config.lr is not None else 0.015 * config.batch_size * world / 128
+    base_lr = config.learning_rate if config.learning_rate is not None else 0.015 * config.batch_size * world / 128
     optimizer = torch.optim.SGD(moco.encoder_q.parameters(), lr=base_lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
     history: list[dict] = []

@@ -6,19 +6,18 @@ from pathlib import Path
 from typing import Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
+from emseg.config_base import StrictConfig
 from emseg.errors import ConfigError
 
 Roi = list[list[int]]  # [[z0, z1], [y0, y1], [x0, x1]] in voxels
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Source(Strict):
+class Source(StrictConfig):
     """One annotated volume: raw + labels (+ masks), optionally limited to an ROI."""
+
+    config_name = "training source"
 
     name: str = ""
     raw: str
@@ -39,7 +38,7 @@ class Source(Strict):
         return roi
 
 
-class Augment(Strict):
+class Augment(StrictConfig):
     mirror: bool = True
     transpose: bool = True
     elastic_probability: float = Field(default=0.5, ge=0, le=1)
@@ -52,14 +51,16 @@ class Augment(Strict):
     blur_probability: float = Field(default=0.0, ge=0, le=1)
 
 
-class Sampling(Strict):
+class Sampling(StrictConfig):
     min_foreground: float = 0.05
     reject_probability: float = Field(default=0.9, ge=0, le=1)
     min_annotated: float = 0.5
 
 
-class TrainConfig(Strict):
+class TrainConfig(StrictConfig):
     """Everything `emseg train` needs; see docs/training.md."""
+
+    config_name = "training config"
 
     @field_validator("voxel_size")
     @classmethod
@@ -123,17 +124,8 @@ def load_config(path: str | Path) -> TrainConfig:
 
 
 def parse_config(raw: dict, where: str = "config") -> TrainConfig:
-    """Validate a dict; errors name the source (train[1] …) and the key."""
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = err["loc"]
-            label = describe_location(raw, loc)
-            message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-            problems.append(f"{label}: {message}")
-        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+    """Validate a dict; errors name the source (train[1] …) and the key, on one line."""
+    return TrainConfig.from_dict(raw, where, label=lambda loc: describe_location(raw, loc))
 
 
 def describe_location(raw: dict, loc: tuple) -> str:

@@ -17,30 +17,26 @@ import copy
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
+from emseg.config_base import StrictConfig
 from emseg.errors import ConfigError, ShapeMismatchError
 from emseg.models.normalization import Normalization
 
-DEPRECATED_KEYS = {"lr": "learning_rate", "val": "validation", "val_every": "validate_every"}
 
-
-class SliceSet(BaseModel):
+class SliceSet(StrictConfig):
     """Slices of an image volume with their labels (and optionally a sample mask).
 
     ``slices``: e.g. ``"0:132"`` or ``[0, 5, 9]``; unset: every slice, or with a ``sample_mask``
     every slice that has annotated pixels (sparse slice annotations). Pixels outside the sample
     mask do not count in the loss nor in validation scores.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     image: str
     labels: str
@@ -57,13 +53,13 @@ class SliceSet(BaseModel):
         return value
 
 
-class Transfer2DConfig(BaseModel):
+class Transfer2DConfig(StrictConfig):
     """``emseg train2d`` YAML; defaults are the CEM500K transfer recipe.
 
     Old key names (``lr``, ``val``, ``val_every``) are accepted with a deprecation warning.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    config_name = "train2d config"
 
     train: SliceSet
     validation: SliceSet | None = None
@@ -93,19 +89,6 @@ class Transfer2DConfig(BaseModel):
     max_minutes: float | None = Field(None, gt=0, description="stop (validate, keep the best) after this long")
     seed: int = 0
     device: str = "auto"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed_keys(cls, data):
-        if isinstance(data, dict):
-            for old, new in DEPRECATED_KEYS.items():
-                if old in data:
-                    if new in data:
-                        raise ValueError(f"give {new!r} only ({old!r} is its old name)")
-                    warnings.warn(f"train2d config: {old!r} is deprecated, use {new!r}", DeprecationWarning,
-                                  stacklevel=2)
-                    data = {**{k: v for k, v in data.items() if k != old}, new: data[old]}
-        return data
 
 
 @dataclass
