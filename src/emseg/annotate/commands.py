@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from emseg.timing import timed
 
 
 def sample_mask_path(output: Path) -> Path:
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
         volume = open_volume(image, voxel_size)
         stroke_volume = open_volume(strokes, volume.voxel_size)
         prior_volume = None if prior is None else open_volume(prior, volume.voxel_size)
-        start = time.perf_counter()
+        clock = timed()
         result = graph_cut(volume, stroke_volume, volume.voxel_size, roi=roi, learned_weight=learned_weight,
                            prior=prior_volume, prior_weight=prior_weight,
                            prior_threshold=prior_threshold, hist_weight=hist_weight,
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
                        progress=False, attrs=attrs)
         fraction = float(result.mask.mean())
         typer.echo(f"wrote {output} ({fraction:.1%} of the ROI is object) and {sample_out} "
-                   f"in {time.perf_counter() - start:.1f} s")
+                   f"in {clock}")
         entry = training_source_entry(image, output, sample_out, result.roi, as_yaml=True)
         if yaml_out is not None:
             yaml_out.write_text(entry)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from emseg.timing import timed
 
 VoxelSizeOpt = Annotated[Optional[tuple[float, float, float]], typer.Option(
     "--voxel-size", help="Voxel size Z Y X in nm (overrides the file's metadata).")]
@@ -55,7 +56,7 @@ def register(app: typer.Typer) -> None:
         for path in (output, summary_out, plot, density_out):  # all decided before measuring
             if path is not None:
                 check_output(path, [labels, raw, mask], overwrite, kind="file")
-        start = time.perf_counter()
+        clock = timed()
         table, density = measure_table(labels, raw, mask, classes, voxel_size, surface, block)
         table = in_units(table, units)
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
             written.append(density_out)
             typer.echo(density.to_string(float_format=lambda v: f"{v:.4g}"))
         typer.echo(f"wrote {len(table)} objects to {', '.join(map(str, written))} "
-                   f"in {time.perf_counter() - start:.1f} s")
+                   f"in {clock}")
 
     @app.command()
     def mesh(
@@ -98,10 +99,10 @@ def register(app: typer.Typer) -> None:
         check_writable(outdir, into=True)
         volume = open_input(labels, voxel_size)
         check_labels(volume)
-        start = time.perf_counter()
+        clock = timed()
         written = export_meshes(volume, outdir, fmt, chosen, simplify, smooth, block, progress=True)
         faces = sum(w["faces"] for w in written)
-        typer.echo(f"wrote {len(written)} meshes ({faces} faces) to {outdir} in {time.perf_counter() - start:.1f} s")
+        typer.echo(f"wrote {len(written)} meshes ({faces} faces) to {outdir} in {clock}")
 
 
 def measure_table(labels: str, raw: str | None, mask: str | None, force_classes: bool, voxel_size, surface: bool,

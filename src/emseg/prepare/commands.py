@@ -3,11 +3,12 @@ preparation across cells, each writing an OME-Zarr with the input's voxel size."
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from emseg.timing import Clock, timed
 
 prepare_app = typer.Typer(
     help="Prepare volumes for training across cells (blockwise, memory-bounded, OME-Zarr out).",
@@ -34,15 +35,13 @@ def _check_output(path: Path, overwrite: bool, *inputs: str | None, chunks: int 
     check_output(path, inputs, overwrite)
 
 
-def _write(data, output: Path, volume, kind: str, chunks: int, overwrite: bool, params: dict, start: float) -> None:
+def _write(data, output: Path, volume, kind: str, chunks: int, overwrite: bool, params: dict, clock: Clock) -> None:
     from emseg.io import write_ome_zarr
 
     write_ome_zarr(data, output, volume.voxel_size, chunks=chunks, kind=kind, overwrite=overwrite,
                    progress=True, attrs={"source": str(volume.path), "prepare": params})
-    voxels = volume.size / 1e6
-    seconds = time.perf_counter() - start
-    typer.echo(f"wrote {output} ({tuple(volume.shape)}, {tuple(volume.voxel_size)} nm) in {seconds:.1f} s "
-               f"({voxels / seconds:.1f} MVox/s)")
+    typer.echo(f"wrote {output} ({tuple(volume.shape)}, {tuple(volume.voxel_size)} nm) in {clock} "
+               f"({volume.size / 1e6 / clock.seconds:.1f} MVox/s)")
 
 
 @prepare_app.command("clahe")
@@ -61,12 +60,12 @@ def clahe_command(
     from emseg.prepare.clahe import ClaheConfig, clahe
     from emseg.prepare.common import as_volume
 
-    start = time.perf_counter()
+    clock = timed()
     config = from_options(ClaheConfig, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins)
     _check_output(output, overwrite, source, chunks=chunks)
     volume = as_volume(source, voxel_size)
     data = clahe(volume, config, chunks=chunks, progress=True)
-    _write(data, output, volume, "image", chunks, overwrite, {"step": "clahe", **config.model_dump()}, start)
+    _write(data, output, volume, "image", chunks, overwrite, {"step": "clahe", **config.model_dump()}, clock)
 
 
 @prepare_app.command("sample-mask")
@@ -89,7 +88,7 @@ def sample_mask_command(
     from emseg.prepare.common import as_volume
     from emseg.prepare.sample_mask import SampleMaskConfig, sample_mask
 
-    start = time.perf_counter()
+    clock = timed()
     _check_output(output, overwrite, source, chunks=chunks)
     try:
         config = SampleMaskConfig(low=low, high=high, opening_radius=opening_radius, closing_radius=closing_radius,
@@ -102,7 +101,7 @@ def sample_mask_command(
         raise ConfigError(f"sample-mask options: {first_problem(err)}") from None
     volume = as_volume(source, voxel_size)
     data = sample_mask(volume, config, chunks=chunks, progress=True)
-    _write(data, output, volume, "labels", chunks, overwrite, {"step": "sample_mask", **config.model_dump()}, start)
+    _write(data, output, volume, "labels", chunks, overwrite, {"step": "sample_mask", **config.model_dump()}, clock)
 
 
 @prepare_app.command("exclusion-mask")
@@ -121,12 +120,12 @@ def exclusion_mask_command(
     from emseg.prepare.common import as_volume
     from emseg.prepare.exclusion import exclusion_mask, exclusion_width
 
-    start = time.perf_counter()
+    clock = timed()
     _check_output(output, overwrite, labels, image, chunks=chunks)
     width = exclusion_width(width, organelle)
     volume = as_volume(labels, voxel_size)
     data = exclusion_mask(volume, width, image=image, chunks=chunks)
-    _write(data, output, volume, "labels", chunks, overwrite, {"step": "exclusion_mask", "width": width}, start)
+    _write(data, output, volume, "labels", chunks, overwrite, {"step": "exclusion_mask", "width": width}, clock)
 
 
 @prepare_app.command("match-histogram")
@@ -144,12 +143,12 @@ def match_histogram_command(
     from emseg.prepare.common import as_volume
     from emseg.prepare.histogram import match_histogram
 
-    start = time.perf_counter()
+    clock = timed()
     _check_output(output, overwrite, source, reference, mask, reference_mask, chunks=chunks)
     volume = as_volume(source, voxel_size)
     data = match_histogram(volume, reference, mask, reference_mask, chunks=chunks, progress=True)
     params = {"step": "match_histogram", "reference": str(reference), "mask": mask, "reference_mask": reference_mask}
-    _write(data, output, volume, "image", chunks, overwrite, params, start)
+    _write(data, output, volume, "image", chunks, overwrite, params, clock)
 
 
 def register(app: typer.Typer) -> None:
