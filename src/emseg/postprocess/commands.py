@@ -28,6 +28,15 @@ def register(app: typer.Typer) -> None:
         opening: Annotated[int, typer.Option(help="Binary opening radius (voxels).")] = 0,
         closing: Annotated[int, typer.Option(help="Binary closing radius (voxels).")] = 0,
         block: Annotated[tuple[int, int, int], typer.Option(help="Processing block Z Y X (voxels).")] = (128, 256, 256),
+        instances: Annotated[str, typer.Option(
+            "--instances", help="components: connected components; watershed: seeded watershed of the distance "
+                                "transform, splits touching objects (docs/postprocess.md).")] = "components",
+        h: Annotated[float, typer.Option("--h", help="Watershed: a seed is a maximum of the distance to the "
+                                                     "background with a dynamic of at least this (nm).")] = 30.0,
+        seed_distance: Annotated[float, typer.Option(
+            "--seed-distance", help="Watershed: merge seeds of one object closer than this (nm; 0: off).")] = 0.0,
+        halo: Annotated[float, typer.Option(help="Watershed: context around each block (nm); objects shorter than "
+                                                 "this on every axis come out as in a whole-volume run.")] = 400.0,
         voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option(
             "--voxel-size", help="Voxel size Z Y X in nm (overrides the file's metadata).")] = None,
         input_kind: Annotated[str, typer.Option("--input", help="auto | probability | labels (auto: floats and "
@@ -37,7 +46,8 @@ def register(app: typer.Typer) -> None:
         allow_incomplete: Annotated[bool, typer.Option(
             "--allow-incomplete", help="Use a prediction whose run was killed (missing blocks read as 0).")] = False,
     ) -> None:
-        """Threshold, close/open, fill holes, blockwise connected components and size filter
+        """Threshold, close/open, fill holes, blockwise connected components (or, with
+        --instances watershed, a seeded watershed that splits touching objects) and size filter
         → instance labels (uint32/uint64). With several maps: each class's threshold; where
         several classes reach theirs, the highest (p - t)/(1 - t) wins → one class label volume
         (uint8, class names in its metadata)."""
@@ -53,7 +63,7 @@ def register(app: typer.Typer) -> None:
         if len(inputs) > 1:
             instance_options = {"--connectivity": connectivity != 26, "--min-size": min_size > 0,
                                 "--fill-holes": fill_holes, "--opening": opening, "--closing": closing,
-                                "--input": input_kind != "auto"}
+                                "--input": input_kind != "auto", "--instances": instances != "components"}
             given = [option for option, used in instance_options.items() if used]
             if given:
                 raise InvalidValuesError(f"{given[0]} applies to one map (instance labels), not to a class map "
@@ -69,7 +79,8 @@ def register(app: typer.Typer) -> None:
         try:
             config = PostprocessConfig(threshold=thresholds[0] if thresholds else None, connectivity=connectivity,
                                        min_size_nm3=min_size, fill_holes=fill_holes, opening_vox=opening,
-                                       closing_vox=closing, block=block, input=input_kind)
+                                       closing_vox=closing, block=block, input=input_kind, instances=instances,
+                                       h_nm=h, seed_distance_nm=seed_distance, halo_nm=halo)
         except ValueError as err:  # pydantic's ValidationError
             raise InvalidValuesError(f"postprocess options: {err}") from err
         check_output(output, inputs, overwrite)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Optional
@@ -28,6 +29,15 @@ class PostprocessConfig(BaseModel):
     opening_vox: int = Field(0, ge=0)
     closing_vox: int = Field(0, ge=0)
     block: tuple[int, int, int] = (128, 256, 256)
+    instances: Literal["components", "watershed"] = Field(
+        "components", description="components: connected components of the mask; watershed: seeded watershed "
+                                  "of its distance transform (touching objects split), blockwise with a halo")
+    h_nm: float = Field(30.0, gt=0, description="watershed: a seed is a maximum of the distance to the background "
+                                                "with a dynamic of at least this (nm)")
+    seed_distance_nm: float = Field(0.0, ge=0, description="watershed: seeds of one object closer than this (nm) "
+                                                           "are merged; 0: off")
+    halo_nm: float = Field(400.0, gt=0, description="watershed: context read around each block (nm); objects "
+                                                    "shorter than this along every axis equal a whole-volume run")
     input: Literal["auto", "probability", "labels"] = Field(
         "auto", description="auto: floats and emseg uint8 images are probabilities, other integers labels")
 
@@ -68,17 +78,27 @@ def min_size_voxels(min_size_nm3: float, voxel_size: Sequence[float]) -> int:
     return int(math.ceil(min_size_nm3 / float(np.prod(voxel_size)) - 1e-9)) if min_size_nm3 > 0 else 0
 
 
-def instance_labels(mask, config: PostprocessConfig, voxel_size: Sequence[float], progress: bool = False):
+def instance_labels(mask, config: PostprocessConfig, voxel_size: Sequence[float], progress: bool = False,
+                    workdir: str | os.PathLike | None = None):
     """Lazy instance labels of a boolean dask array after opening/closing, hole filling,
-    connected components and the size filter. Returns (labels, number of objects)."""
+    connected components or the seeded watershed, and the size filter. Returns (labels,
+    number of objects). ``workdir``: where the watershed keeps its blocks' labels between its
+    two passes (must outlive the labels; None: it segments every block twice)."""
     from emseg.postprocess.components import connected_components
     from emseg.postprocess.ops import fill_holes, open_close
 
     mask = open_close(mask, config.opening_vox, config.closing_vox)
     if config.fill_holes:
         mask = fill_holes(mask, config.connectivity, progress)
-    return connected_components(mask, config.connectivity, min_size_voxels(config.min_size_nm3, voxel_size),
-                                progress)
+    min_size_vox = min_size_voxels(config.min_size_nm3, voxel_size)
+    if config.instances == "watershed":
+        from emseg.postprocess.watershed import DistanceSeeds, halo_voxels, watershed_instances
+
+        seeds = DistanceSeeds(tuple(float(v) for v in voxel_size), config.h_nm, config.seed_distance_nm,
+                              config.connectivity)
+        return watershed_instances(mask, seeds, halo_voxels(config.halo_nm, voxel_size), config.connectivity,
+                                   min_size_vox, progress, workdir=workdir)
+    return connected_components(mask, config.connectivity, min_size_vox, progress)
 
 
 def postprocess(
@@ -106,10 +126,11 @@ def postprocess(
     data = volume.to_dask(blocks)
     probability = is_probability(volume) if config.input == "auto" else config.input == "probability"
     mask = threshold_mask(data, config.threshold) if probability else foreground(data)
-    labels, n = instance_labels(mask, config, volume.voxel_size, progress)
-    write_ome_zarr(labels, output, volume.voxel_size, chunks=out_chunks, levels=levels, kind="labels",
-                   overwrite=overwrite,
-                   progress=progress, attrs={"postprocess": config.model_dump(mode="json"), "objects": n})
+    with tempfile.TemporaryDirectory(prefix="emseg-postprocess-") as workdir:
+        labels, n = instance_labels(mask, config, volume.voxel_size, progress, workdir)
+        write_ome_zarr(labels, output, volume.voxel_size, chunks=out_chunks, levels=levels, kind="labels",
+                       overwrite=overwrite,
+                       progress=progress, attrs={"postprocess": config.model_dump(mode="json"), "objects": n})
     return {"output": str(output), "objects": n, "shape": volume.shape, "voxel_size": volume.voxel_size,
             "dtype": str(labels.dtype)}
 
