@@ -135,3 +135,67 @@ def test_cli_reports_mismatch_with_both_shapes(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "a.ome.zarr"), str(tmp_path / "b.ome.zarr")]) == 2
     err = capsys.readouterr().err
     assert "(4, 8, 6)" in err and "(4, 8, 8)" in err and "b.ome.zarr" in err and "a.ome.zarr" in err
+
+
+def ap_case():
+    """Three true objects; predictions 1 (= truth 1), 2 (a false positive, the largest) and 3 (= truth 2)."""
+    truth = np.zeros((1, 4, 30), np.uint32)
+    truth[0, :, 0:4], truth[0, :, 6:10], truth[0, :, 12:16] = 1, 2, 3
+    pred = np.zeros_like(truth)
+    pred[0, :, 0:4], pred[0, :, 20:25], pred[0, :, 6:10] = 1, 2, 3
+    prob = np.zeros(truth.shape, np.float32)
+    prob[pred == 1], prob[pred == 2], prob[pred == 3] = 0.9, 0.8, 0.7
+    return pred, truth, prob
+
+
+def test_average_precision_hand_case_mitoem_ranking():
+    pred, truth, prob = ap_case()
+    # by mean probability: hit, miss, hit → recall 1/3, 1/3, 2/3, precision 1, 1/2, 2/3 (envelope 1, 2/3, 2/3):
+    # recall levels 0–0.33 read 1, 0.34–0.66 read 2/3, 0.67–1 read 0
+    r = evaluate(pred, truth, voxel_size=VS, probability=prob, block=(1, 4, 8))
+    assert r["ap_ranking"] == "mean probability"
+    assert r["instance"]["0.75"]["ap"] == pytest.approx((34 + 33 * 2 / 3) / 101)
+    # by size (no map): the false positive (20 voxels) ranks first → precision 0, 1/2, 2/3, envelope 2/3 up to recall 2/3
+    r = evaluate(pred, truth, voxel_size=VS, block=(1, 4, 8))
+    assert r["ap_ranking"] == "size"
+    assert r["instance"]["0.5"]["ap"] == pytest.approx(67 * 2 / 3 / 101)
+    assert r["instance"]["0.5"]["f1"] == pytest.approx(2 / (2 + 1))  # F1 does not depend on the ranking
+    # a probability map as the prediction ranks its own components by their mean probability
+    assert evaluate(prob, truth, voxel_size=VS, threshold=0.5)["ap_ranking"] == "mean probability"
+    empty = np.zeros_like(truth)
+    assert evaluate(empty, empty, voxel_size=VS)["instance"]["0.75"]["ap"] == 1.0
+    assert evaluate(empty, truth, voxel_size=VS)["instance"]["0.75"]["ap"] == 0.0
+    assert evaluate(pred, empty, voxel_size=VS)["instance"]["0.75"]["ap"] == 0.0
+
+
+def test_merges_and_splits_hand_case():
+    truth = np.zeros((1, 4, 40), np.uint32)
+    pred = np.zeros_like(truth)
+    truth[0, :, 0:5], truth[0, :, 5:10] = 1, 2  # touching pair …
+    pred[0, :, 0:10] = 1  # … given one label: a merge
+    truth[0, :, 14:24] = 3
+    pred[0, :, 14:19], pred[0, :, 19:24] = 2, 3  # one object cut in two: a split
+    truth[0, :, 28:33], truth[0, :, 33:38] = 4, 5
+    pred[0, :, 28:35] = 4  # covers all of 4 but only 2/5 of 5
+    r = evaluate(pred, truth, voxel_size=VS)["merges_splits"]
+    assert (r["merges"], r["merged_true"], r["splits"], r["split_pieces"]) == (1, 2, 1, 2)
+    r = evaluate(pred, truth, voxel_size=VS, merge_fraction=0.4)["merges_splits"]
+    assert (r["merges"], r["merged_true"]) == (2, 4)
+    with pytest.raises(InvalidValuesError, match="fraction"):
+        evaluate(pred, truth, voxel_size=VS, merge_fraction=0)
+
+
+def test_cli_reports_ap_merges_and_refuses_a_label_probability_map(tmp_path, capsys):
+    pred, truth, prob = ap_case()
+    for name, data, kind in (("p", pred, "labels"), ("t", truth, "labels"), ("prob", prob, "image")):
+        write_ome_zarr(data, tmp_path / f"{name}.ome.zarr", VS, levels=1, kind=kind)
+    args = ["evaluate", str(tmp_path / "p.ome.zarr"), str(tmp_path / "t.ome.zarr")]
+    assert main(args + ["--probability", str(tmp_path / "prob.ome.zarr"), "--json", str(tmp_path / "e.json")]) == 0
+    out = capsys.readouterr().out
+    assert "AP 0.5545" in out and "merges 0" in out and "mean probability" in out
+    assert json.loads((tmp_path / "e.json").read_text())["instance"]["0.75"]["ap"] == pytest.approx(56 / 101)
+    assert main(args + ["--probability", str(tmp_path / "t.ome.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert "t.ome.zarr" in err and "probabilities" in err and len(err.strip().splitlines()) == 1
+    assert main(args + ["--merge-fraction", "1.5"]) == 2
+    assert "fraction" in capsys.readouterr().err

@@ -47,6 +47,12 @@ def register(app: typer.Typer) -> None:
         sweep: Annotated[Optional[str], typer.Option(
             help="Threshold sweep START:STOP:STEP or list (e.g. 0.1:0.9:0.1): F1 vs threshold table + PNG.")] = None,
         instances: Annotated[bool, typer.Option(help="Instance matching and Hausdorff.")] = True,
+        probability: Annotated[Optional[str], typer.Option(
+            "--probability", help="Probability map that ranks predicted instances for AP when PRED is labels "
+                                  "(default: PRED itself if it is a map, else instances rank by size).")] = None,
+        merge_fraction: Annotated[float, typer.Option(
+            "--merge-fraction", help="Merge: a predicted object holds ≥ this share of each of ≥ 2 true objects; "
+                                     "split: ≥ 2 predicted objects each lie this much in one true object.")] = 0.5,
         json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all results as JSON here.")] = None,
         plot: Annotated[Optional[Path], typer.Option(help="PNG of the sweep (default: beside --json).")] = None,
         voxel_size: Annotated[Optional[tuple[float, float, float]], typer.Option(
@@ -55,15 +61,16 @@ def register(app: typer.Typer) -> None:
         allow_incomplete: Annotated[bool, typer.Option(
             "--allow-incomplete", help="Score a prediction whose run was killed (missing blocks read as 0).")] = False,
     ) -> None:
-        """Voxel precision/recall/F1/IoU inside sample ∧ metric mask; instance F1 at IoU ≥ 0.5
-        and 0.75 (one-to-one); mean Hausdorff distance (nm) of matched objects; optional sweep."""
+        """Voxel precision/recall/F1/IoU inside sample ∧ metric mask; instance F1 and AP (MitoEM)
+        at IoU ≥ 0.5 and 0.75; merge and split counts; mean Hausdorff distance (nm) of matched
+        objects; optional sweep."""
         from emseg.evaluate.pipeline import evaluate as run
         from emseg.evaluate.pipeline import format_result
         from emseg.evaluate.voxel import plot_sweep
 
         result = run(pred, gt, sample_mask, metric_mask, exclusion_width, threshold, voxel_size, instances,
                      parse_sweep(sweep) if sweep else None, block=block, progress=True,
-                     allow_incomplete=allow_incomplete)
+                     allow_incomplete=allow_incomplete, probability=probability, merge_fraction=merge_fraction)
         typer.echo(format_result(result))
         if json_out:
             json_out.parent.mkdir(parents=True, exist_ok=True)
