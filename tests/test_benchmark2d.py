@@ -32,6 +32,7 @@ def fake_data_dir(root):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_benchmark_end_to_end_on_tiny_data(tmp_path):
     from emseg.curate.store import PatchStore

@@ -64,6 +64,7 @@ def test_errors_are_one_line_exit_2(stack, tmp_path, capsys, monkeypatch, args, 
     assert message in err and "Traceback" not in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_installed_entry_point_and_help(tmp_path):
     """The console script runs as a user would type it; every command has useful help."""
     for command in ([], ["info"], ["convert"], ["demo"]):

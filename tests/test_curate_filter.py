@@ -21,6 +21,7 @@ def test_heuristic_separates_em_from_generated_bad_patches(good_patches):
         assert not pred[kind == k].any(), k
 
 
+@pytest.mark.slow
 def test_heuristic_on_real_em(shared_data):
     import tifffile
 

@@ -53,6 +53,7 @@ def test_kernel_compiles_where_numba_cannot_cache(monkeypatch):
     assert _njit()(twice)(21) == 42
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_dhash_equals_imagehash_on_real_patches(shared_data):
     import tifffile

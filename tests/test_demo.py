@@ -23,6 +23,7 @@ def metrics_rows(report: str) -> list[list[str]]:
             for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)  # 25-60 s normally; far more when the shared CPU is starved
 def test_demo_end_to_end(tmp_path, capsys):
     from scipy.ndimage import binary_fill_holes

@@ -171,6 +171,7 @@ def test_segment_widget_from_file(make_napari_viewer, qtbot, tmp_path, sample):
     assert probabilities["0"][:32, :40, :40].max() > 0 and probabilities["0"][:, y_far:].max() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_annotate_widget(viewer, qtbot, tmp_path, sample):
     import yaml
@@ -240,6 +241,7 @@ def test_annotate_prior_threshold_comes_from_the_map(viewer, tmp_path):
         assert calls[-1]["prior_threshold"] == (pytest.approx(want) if want else None)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_finetune_widget(viewer, qtbot, tmp_path, sample):
     import torch

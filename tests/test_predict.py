@@ -192,6 +192,7 @@ def test_sigkilled_run_resumes_to_identical_output(raw_zarr, checkpoint, tmp_pat
     assert zarr.open_group(str(killed)).attrs["emseg"]["complete"] is True
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_local_cluster_with_two_workers_equals_in_process(raw_zarr, checkpoint, tmp_path):
     local = predict(str(checkpoint), str(raw_zarr), tmp_path / "a.zarr", chunks=8, block_shape=16,

@@ -154,6 +154,7 @@ def test_class_balance_weighs_the_rare_class_up():
                          masked_bce(logits, target, mask))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_train_resume_and_outputs(cell, tmp_path):
     folder, _ = cell
@@ -172,6 +173,7 @@ def test_train_resume_and_outputs(cell, tmp_path):
     assert state["normalization"] == trainer.normalization and state["voxel_size"] == [8.0, 8.0, 8.0]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_finetune_improves_f1_on_new_cell(cell, tmp_path):
     """A model trained on cell A meets cell B with inverted contrast (another preparation):
@@ -222,6 +224,7 @@ def test_finetune_and_resume_keep_the_models_loss_unless_set(cell, tmp_path):
     assert Trainer(new, init_from=str(tmp_path / "old.pt"), progress=False).config.class_balance is True
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_auto_threshold_and_cosine_schedule(cell, tmp_path):
     """threshold: auto keeps the best-F1 threshold of the sweep in the checkpoint; cosine anneals the lr."""
