@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
             "--instances", help="components: connected components; watershed: seeded watershed of the distance "
                                 "transform, splits touching objects (docs/postprocess.md).")] = "components",
         h: Annotated[float, typer.Option("--h", help="Watershed: a seed is a maximum of the distance to the "
-                                                     "background with a dynamic of at least this (nm).")] = 30.0,
+                                                     "background with a dynamic of at least this (nm).")] = 20.0,
         seed_distance: Annotated[float, typer.Option(
             "--seed-distance", help="Watershed: merge seeds of one object closer than this (nm; 0: off).")] = 0.0,
         halo: Annotated[float, typer.Option(help="Watershed: context around each block (nm); objects shorter than "

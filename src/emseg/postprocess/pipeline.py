@@ -32,7 +32,7 @@ class PostprocessConfig(BaseModel):
     instances: Literal["components", "watershed"] = Field(
         "components", description="components: connected components of the mask; watershed: seeded watershed "
                                   "of its distance transform (touching objects split), blockwise with a halo")
-    h_nm: float = Field(30.0, gt=0, description="watershed: a seed is a maximum of the distance to the background "
+    h_nm: float = Field(20.0, gt=0, description="watershed: a seed is a maximum of the distance to the background "
                                                 "with a dynamic of at least this (nm)")
     seed_distance_nm: float = Field(0.0, ge=0, description="watershed: seeds of one object closer than this (nm) "
                                                            "are merged; 0: off")

@@ -7,7 +7,9 @@ distance transform of the mask, its h-maxima as seeds) and
 core, numbered 1..n, plus how it labels the plane just below each of its low faces. Where a
 block and its neighbour both label a voxel of that plane, their two labels are one object
 (`emseg.postprocess.components.same_voxel_pairs`); the connected-components machinery joins
-them into consecutive ids, and pass 2 segments every block again and looks its labels up.
+them into consecutive ids, and pass 2 looks up the labels pass 1 stored in a work folder (or,
+without one, segments every block again). A block segments only the bounding box of the
+objects that reach its core (`relevant_box`); a block without foreground costs nothing.
 
 Rule: an object (a connected component of the mask at ``connectivity``) whose bounding box
 is shorter than the halo along every axis (at most ``halo - 1`` voxels) is seen whole, with
@@ -110,12 +112,12 @@ def merge_close_seeds(seeds: np.ndarray, n: int, objects: np.ndarray, voxel_size
 class DistanceSeeds:
     """Seed source for a foreground-only map. Elevation: minus the Euclidean distance (nm) to
     the background. Seeds: the maxima of that distance with a dynamic ≥ ``h_nm`` (a neck between
-    two objects must be ``h_nm`` thinner, in radius, than the thinner of the two), one seed per
-    connected plateau; seeds of one object closer than ``min_distance_nm`` merged. An object
+    two objects must be ``h_nm`` thinner, in radius, than the thinner of the two; see
+    `dynamic_maxima`); seeds of one object closer than ``min_distance_nm`` merged. An object
     without such a maximum (inscribed radius < ``h_nm``) is one seed, so it stays whole."""
 
     voxel_size: tuple[float, float, float]
-    h_nm: float = 30.0
+    h_nm: float = 20.0
     min_distance_nm: float = 0.0
     connectivity: int = 26
 
@@ -186,11 +188,34 @@ def block_geometry(chunks, index: tuple, halo: Sequence[int]) -> BlockGeometry:
     return BlockGeometry(core, padded, at_border, tuple(size))
 
 
+def relevant_box(mask: np.ndarray, region: tuple[slice, ...], connectivity: int) -> tuple[slice, ...] | None:
+    """The bounding box, grown by one voxel, of the objects (connected components of ``mask``)
+    that reach into ``region``; None when none does. Segmenting that box instead of the whole
+    read gives those objects the same labels: each lies in it with its nearest background."""
+    import cc3d
+
+    if not mask[region].any():
+        return None
+    objects = cc3d.connected_components(mask, connectivity=connectivity)
+    ids = np.unique(objects[region])
+    boxes = [b for b in ndimage.find_objects(objects) if b is not None]
+    chosen = [boxes[i - 1] for i in ids[ids > 0]]
+    return tuple(slice(max(0, min(b[a].start for b in chosen) - 1), min(mask.shape[a], max(b[a].stop for b in chosen) + 1))
+                 for a in range(3))
+
+
 def _core_labels(padded: np.ndarray, geometry: BlockGeometry, seeds: SeedSource, connectivity: int,
                  channels: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int]:
-    """(labels of the padded read, the same as core-local ids 1..n (0: not in the core), n)."""
-    labels = segment(padded, seeds, connectivity, *channels, origin=[p.start for p in geometry.padded],
-                     volume_shape=geometry.volume_shape)
+    """(labels of the padded read, the same as core-local ids 1..n (0: not in the core), n).
+    Only the objects that reach the core or the planes below it are segmented (`relevant_box`)."""
+    mask = padded.astype(bool, copy=False)
+    labels = np.zeros(mask.shape, np.int32)
+    near_core = tuple(slice(max(0, i.start - 1), i.stop + 1) for i in geometry.inner)
+    box = relevant_box(mask, near_core, connectivity)
+    if box is not None:
+        origin = [p.start + b.start for p, b in zip(geometry.padded, box)]
+        labels[box] = segment(mask[box], seeds, connectivity, *(c[box] for c in channels), origin=origin,
+                              volume_shape=geometry.volume_shape)
     in_core = np.unique(labels[geometry.inner])
     in_core = in_core[in_core > 0]
     local = np.zeros(int(labels.max(initial=0)) + 1, np.int64)
